@@ -1,0 +1,277 @@
+/*
+ * backend.c: the CPU backend's library, device, stream and memory entry points, the thread's error message, and the
+ * run-time choice of instruction set.
+ *
+ * Memory: each allocation carries a 256-byte header (size and a magic word) in front of the pointer it returns, so
+ * rlhf4j_free can refuse a foreign or already-freed pointer with a message instead of corrupting the heap, and the
+ * device can count bytes in use (the Java leak tests read that counter).
+ */
+#include "internal.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define HEADER 256
+#define MAGIC_LIVE 0x726c6866346a4c56ull /* "rlhf4jLV" */
+#define MAGIC_FREED 0x726c6866346a4644ull
+
+typedef struct {
+    uint64_t magic;
+    int64_t bytes;
+    struct rlhf4j_device_s *dev;
+} alloc_header;
+
+/* ---- errors ------------------------------------------------------------------------------------------------- */
+
+static _Thread_local char last_error[2048];
+
+int32_t rlhf4j_fail(int32_t code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+RLHF4J_API const char *rlhf4j_last_error(void) { return last_error; }
+
+const char *rlhf4j_dtype_name(int32_t dtype) {
+    switch (dtype) {
+    case RLHF4J_F32: return "f32";
+    case RLHF4J_BF16: return "bf16";
+    case RLHF4J_F16: return "f16";
+    case RLHF4J_I32: return "i32";
+    case RLHF4J_F64: return "f64";
+    default: return "unknown";
+    }
+}
+
+int64_t rlhf4j_dtype_size(int32_t dtype) {
+    switch (dtype) {
+    case RLHF4J_F32: return 4;
+    case RLHF4J_BF16: return 2;
+    case RLHF4J_F16: return 2;
+    case RLHF4J_I32: return 4;
+    case RLHF4J_F64: return 8;
+    default: return 0;
+    }
+}
+
+int32_t rlhf4j_check_float_dtype(const char *fn, int32_t dtype) {
+    if (dtype == RLHF4J_F32 || dtype == RLHF4J_F64) return RLHF4J_OK;
+    if (rlhf4j_dtype_size(dtype) == 0) return FAIL_ARG("%s: unknown dtype %d", fn, dtype);
+    return FAIL_UNSUPPORTED("%s: dtype %s is not supported by the cpu backend, which computes in f32 and f64 "
+                            "(convert to f32 first)",
+                            fn, rlhf4j_dtype_name(dtype));
+}
+
+/* ---- library ------------------------------------------------------------------------------------------------ */
+
+RLHF4J_API int32_t rlhf4j_abi_version(void) { return RLHF4J_ABI_VERSION; }
+
+RLHF4J_API const char *rlhf4j_backend_name(void) { return "cpu"; }
+
+static rlhf4j_isa detect_isa(void) {
+    __builtin_cpu_init();
+    rlhf4j_isa best = ISA_GENERIC;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = ISA_AVX2;
+    if (best == ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        best = ISA_AVX512;
+    const char *force = getenv("RLHF4J_ISA");
+    if (force != NULL) {
+        rlhf4j_isa want = best;
+        if (strcmp(force, "generic") == 0) want = ISA_GENERIC;
+        else if (strcmp(force, "avx2") == 0) want = ISA_AVX2;
+        else if (strcmp(force, "avx512") == 0) want = ISA_AVX512;
+        if (want < best) best = want; /* can lower, never raise past what the CPU has */
+    }
+    return best;
+}
+
+rlhf4j_isa rlhf4j_cpu_isa(void) {
+    static int isa = -1;
+    int v = __atomic_load_n(&isa, __ATOMIC_ACQUIRE);
+    if (v < 0) {
+        v = (int)detect_isa();
+        __atomic_store_n(&isa, v, __ATOMIC_RELEASE);
+    }
+    return (rlhf4j_isa)v;
+}
+
+static int default_threads(void) {
+    int t = omp_get_max_threads(); /* honours OMP_NUM_THREADS */
+    return t > 0 ? t : 1;
+}
+
+RLHF4J_API const char *rlhf4j_backend_features(void) {
+    static char buf[512];
+    static const char *names[] = {"generic", "avx2", "avx512"};
+    const char *flags[] = {"sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+                           "avx512vnni", "avx512bf16"};
+    char have[256] = "";
+    __builtin_cpu_init();
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        int ok = 0;
+        /* __builtin_cpu_supports needs literal strings */
+        switch (i) {
+        case 0: ok = __builtin_cpu_supports("sse4.2"); break;
+        case 1: ok = __builtin_cpu_supports("avx"); break;
+        case 2: ok = __builtin_cpu_supports("avx2"); break;
+        case 3: ok = __builtin_cpu_supports("fma"); break;
+        case 4: ok = __builtin_cpu_supports("f16c"); break;
+        case 5: ok = __builtin_cpu_supports("avx512f"); break;
+        case 6: ok = __builtin_cpu_supports("avx512bw"); break;
+        case 7: ok = __builtin_cpu_supports("avx512vl"); break;
+        case 8: ok = __builtin_cpu_supports("avx512dq"); break;
+        case 9: ok = __builtin_cpu_supports("avx512vnni"); break;
+        case 10: ok = __builtin_cpu_supports("avx512bf16"); break;
+        }
+        if (ok) {
+            if (have[0]) strncat(have, " ", sizeof have - strlen(have) - 1);
+            strncat(have, flags[i], sizeof have - strlen(have) - 1);
+        }
+    }
+    snprintf(buf, sizeof buf, "isa=%s; cpu flags: %s; openmp threads=%d", names[rlhf4j_cpu_isa()], have,
+             default_threads());
+    return buf;
+}
+
+/* ---- devices and streams ------------------------------------------------------------------------------------ */
+
+RLHF4J_API int32_t rlhf4j_device_count(int32_t *count) {
+    CHECK_PTR("rlhf4j_device_count", count);
+    *count = 1;
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_device_open(int32_t ordinal, rlhf4j_device *out) {
+    CHECK_PTR("rlhf4j_device_open", out);
+    CHECK_ARG(ordinal == 0, "rlhf4j_device_open: the cpu backend has one device (ordinal 0), got %d", ordinal);
+    struct rlhf4j_device_s *d = calloc(1, sizeof *d);
+    if (d == NULL) return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "rlhf4j_device_open: out of host memory");
+    d->ordinal = ordinal;
+    d->num_threads = default_threads();
+    *out = d;
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_device_close(rlhf4j_device dev) {
+    CHECK_PTR("rlhf4j_device_close", dev);
+    free(dev);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_device_set_num_threads(rlhf4j_device dev, int32_t n) {
+    CHECK_PTR("rlhf4j_device_set_num_threads", dev);
+    dev->num_threads = n > 0 ? n : default_threads();
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_device_memory(rlhf4j_device dev, int64_t *in_use, int64_t *peak, int64_t *total) {
+    CHECK_PTR("rlhf4j_device_memory", dev);
+    if (in_use) *in_use = __atomic_load_n(&dev->in_use, __ATOMIC_RELAXED);
+    if (peak) *peak = __atomic_load_n(&dev->peak, __ATOMIC_RELAXED);
+    if (total) *total = (int64_t)sysconf(_SC_PHYS_PAGES) * (int64_t)sysconf(_SC_PAGESIZE);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_stream_create(rlhf4j_device dev, rlhf4j_stream *out) {
+    CHECK_PTR("rlhf4j_stream_create", dev);
+    CHECK_PTR("rlhf4j_stream_create", out);
+    struct rlhf4j_stream_s *s = calloc(1, sizeof *s);
+    if (s == NULL) return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "rlhf4j_stream_create: out of host memory");
+    s->dev = dev;
+    *out = s;
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_stream_destroy(rlhf4j_stream s) {
+    CHECK_PTR("rlhf4j_stream_destroy", s);
+    free(s);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_stream_synchronize(rlhf4j_stream s) {
+    CHECK_STREAM("rlhf4j_stream_synchronize", s);
+    return RLHF4J_OK; /* ops are synchronous */
+}
+
+/* ---- memory ------------------------------------------------------------------------------------------------- */
+
+RLHF4J_API int32_t rlhf4j_malloc(rlhf4j_device dev, int64_t bytes, void **out) {
+    CHECK_PTR("rlhf4j_malloc", dev);
+    CHECK_PTR("rlhf4j_malloc", out);
+    CHECK_NONNEG("rlhf4j_malloc", bytes);
+    size_t total = HEADER + (((size_t)bytes + 255) & ~(size_t)255);
+    void *base = aligned_alloc(HEADER, total);
+    if (base == NULL)
+        return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "rlhf4j_malloc: cannot allocate %lld bytes of host memory",
+                           (long long)bytes);
+    alloc_header *h = base;
+    h->magic = MAGIC_LIVE;
+    h->bytes = bytes;
+    h->dev = dev;
+    int64_t now = __atomic_add_fetch(&dev->in_use, bytes, __ATOMIC_RELAXED);
+    int64_t peak = __atomic_load_n(&dev->peak, __ATOMIC_RELAXED);
+    while (now > peak && !__atomic_compare_exchange_n(&dev->peak, &peak, now, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    *out = (char *)base + HEADER;
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_free(rlhf4j_device dev, void *ptr) {
+    CHECK_PTR("rlhf4j_free", dev);
+    if (ptr == NULL) return RLHF4J_OK;
+    CHECK_ARG(((uintptr_t)ptr & (HEADER - 1)) == 0, "rlhf4j_free: %p was not returned by rlhf4j_malloc", ptr);
+    alloc_header *h = (alloc_header *)((char *)ptr - HEADER);
+    CHECK_ARG(h->magic != MAGIC_FREED, "rlhf4j_free: %p was already freed", ptr);
+    CHECK_ARG(h->magic == MAGIC_LIVE, "rlhf4j_free: %p was not returned by rlhf4j_malloc", ptr);
+    CHECK_ARG(h->dev == dev, "rlhf4j_free: %p belongs to another device", ptr);
+    h->magic = MAGIC_FREED;
+    __atomic_sub_fetch(&dev->in_use, h->bytes, __ATOMIC_RELAXED);
+    free(h);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_memcpy(rlhf4j_stream s, void *dst, const void *src, int64_t bytes, int32_t kind) {
+    CHECK_STREAM("rlhf4j_memcpy", s);
+    CHECK_NONNEG("rlhf4j_memcpy", bytes);
+    CHECK_ARG(kind >= RLHF4J_MEMCPY_HOST_TO_DEVICE && kind <= RLHF4J_MEMCPY_DEVICE_TO_DEVICE,
+              "rlhf4j_memcpy: unknown kind %d", kind);
+    if (bytes == 0) return RLHF4J_OK;
+    CHECK_PTR("rlhf4j_memcpy", dst);
+    CHECK_PTR("rlhf4j_memcpy", src);
+    const int64_t chunk = 1 << 20;
+    if (bytes < 4 * chunk || s->dev->num_threads == 1) {
+        memmove(dst, src, (size_t)bytes);
+        return RLHF4J_OK;
+    }
+    /* Large copies: one stream per core moves more bytes than one (the copy is bandwidth-bound per core). Ranges
+     * that overlap must not be split. */
+    const char *sp = src;
+    char *dp = dst;
+    if ((sp < dp + bytes) && (dp < sp + bytes)) {
+        memmove(dst, src, (size_t)bytes);
+        return RLHF4J_OK;
+    }
+    int64_t chunks = (bytes + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(s->dev->num_threads) schedule(static)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t off = c * chunk;
+        int64_t len = bytes - off < chunk ? bytes - off : chunk;
+        memcpy(dp + off, sp + off, (size_t)len);
+    }
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_memset(rlhf4j_stream s, void *dst, int32_t byte_value, int64_t bytes) {
+    CHECK_STREAM("rlhf4j_memset", s);
+    CHECK_NONNEG("rlhf4j_memset", bytes);
+    if (bytes == 0) return RLHF4J_OK;
+    CHECK_PTR("rlhf4j_memset", dst);
+    memset(dst, byte_value, (size_t)bytes);
+    return RLHF4J_OK;
+}

@@ -1,0 +1,119 @@
+package io.github.rlhf4j.optim;
+
+import io.github.rlhf4j.nn.ParameterStore;
+import io.github.rlhf4j.runtime.DType;
+import io.github.rlhf4j.tensor.InPlace;
+import io.github.rlhf4j.tensor.Scope;
+import io.github.rlhf4j.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Predicate;
+
+/**
+ * AdamW (decoupled weight decay, bias-corrected) as torch.optim.AdamW computes it, over flat F32 master weights:
+ * one native call per group, whatever the number of tensors. The moments m and v are flat F32 buffers laid out like
+ * the weights, so ZeRO-1 can later partition all three the same way.
+ */
+public final class AdamW implements AutoCloseable {
+    /** Hyperparameters; DeepSpeed-Chat's are betas (0.9, 0.95), eps 1e-8. */
+    public record Config(double lr, double beta1, double beta2, double eps, double weightDecay) {
+        public Config {
+            if (!(lr >= 0)) throw new IllegalArgumentException("lr = " + lr + " must be >= 0");
+            if (!(beta1 >= 0 && beta1 < 1)) throw new IllegalArgumentException("beta1 = " + beta1 + " must be in [0, 1)");
+            if (!(beta2 >= 0 && beta2 < 1)) throw new IllegalArgumentException("beta2 = " + beta2 + " must be in [0, 1)");
+            if (!(eps > 0)) throw new IllegalArgumentException("eps = " + eps + " must be > 0");
+            if (!(weightDecay >= 0)) throw new IllegalArgumentException("weight_decay = " + weightDecay + " must be >= 0");
+        }
+
+        /** torch.optim.AdamW's defaults with the given learning rate and weight decay. */
+        public static Config torchDefaults(double lr, double weightDecay) {
+            return new Config(lr, 0.9, 0.999, 1e-8, weightDecay);
+        }
+
+        /** DeepSpeed-Chat's: betas (0.9, 0.95). */
+        public static Config dsChat(double lr, double weightDecay) {
+            return new Config(lr, 0.9, 0.95, 1e-8, weightDecay);
+        }
+    }
+
+    /** A flat run of parameters and their gradients (1-d F32 views) with its weight decay. */
+    public record Group(Tensor params, Tensor grads, double weightDecay) {}
+
+    private final Config config;
+    private final List<Group> groups;
+    private final List<Tensor[]> moments = new ArrayList<>();
+    private final Scope scope;
+    private long step;
+
+    public AdamW(List<Group> groups, Config config) {
+        this.config = config;
+        this.groups = List.copyOf(groups);
+        Scope sc = null;
+        for (Group g : groups) {
+            if (sc == null) sc = Scope.detached(g.params().device());
+            moments.add(new Tensor[] {sc.zeros(DType.F32, (int) g.params().numel()),
+                    sc.zeros(DType.F32, (int) g.params().numel())});
+        }
+        this.scope = sc;
+    }
+
+    /**
+     * AdamW over a model's store, in DeepSpeed-Chat's two groups: weight decay for all but biases and norm weights
+     * ({@link ParameterStore#dsChatNoDecay}); frozen parameters are left out.
+     */
+    public static AdamW forStore(ParameterStore store, Config config) {
+        return forStore(store, config, ParameterStore::dsChatNoDecay);
+    }
+
+    public static AdamW forStore(ParameterStore store, Config config, Predicate<String> noDecay) {
+        List<Group> groups = new ArrayList<>();
+        for (ParameterStore.Range r : store.ranges(noDecay)) {
+            int s = (int) r.start(), e = (int) r.end();
+            groups.add(new Group(store.data().slice(0, s, e), store.grad().slice(0, s, e),
+                    r.decay() ? config.weightDecay() : 0.0));
+        }
+        return new AdamW(groups, config);
+    }
+
+    public Config config() {
+        return config;
+    }
+
+    /** Steps taken so far. */
+    public long stepCount() {
+        return step;
+    }
+
+    /** One step at the configured learning rate. */
+    public void step() {
+        step(config.lr(), 1.0);
+    }
+
+    /**
+     * One step at learning rate {@code lr} (a schedule's value), with the gradients multiplied by {@code gradScale}
+     * first (a clipping coefficient, or 1 / loss scale).
+     */
+    public void step(double lr, double gradScale) {
+        step++;
+        for (int i = 0; i < groups.size(); i++) {
+            Group g = groups.get(i);
+            Tensor[] mv = moments.get(i);
+            InPlace.adamw(g.params(), g.grads(), mv[0], mv[1], lr, config.beta1(), config.beta2(), config.eps(),
+                    g.weightDecay(), step, gradScale, null);
+        }
+    }
+
+    /** The first and second moments of group {@code i} (for checkpoints). */
+    public Tensor[] moments(int i) {
+        return moments.get(i).clone();
+    }
+
+    public List<Group> groups() {
+        return groups;
+    }
+
+    @Override
+    public void close() {
+        if (scope != null) scope.close();
+    }
+}
