@@ -2,9 +2,10 @@
  * backend.c: the CPU backend's library, device, stream and memory entry points, the thread's error message, and the
  * run-time choice of instruction set.
  *
- * Memory: each allocation carries a 256-byte header (size and a magic word) in front of the pointer it returns, so
- * rlhf4j_free can refuse a foreign or already-freed pointer with a message instead of corrupting the heap, and the
- * device can count bytes in use (the Java leak tests read that counter).
+ * Memory: every live allocation is in a registry (pointer -> size, device), so rlhf4j_free refuses a foreign,
+ * interior or already-freed pointer with a message instead of corrupting the heap or crashing the JVM, and each
+ * device counts its bytes in use (the Java leak tests read that counter). malloc and free are rare (Java's pool
+ * caches blocks), so one mutex around the registry costs nothing measurable.
  */
 #include "internal.h"
 
@@ -13,15 +14,85 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define HEADER 256
-#define MAGIC_LIVE 0x726c6866346a4c56ull /* "rlhf4jLV" */
-#define MAGIC_FREED 0x726c6866346a4644ull
+#include <pthread.h>
 
+#define ALIGNMENT 256
+
+/* Open-addressing hash set of live allocations; a slot with ptr == NULL is empty, TOMBSTONE was freed. */
 typedef struct {
-    uint64_t magic;
+    void *ptr;
     int64_t bytes;
     struct rlhf4j_device_s *dev;
-} alloc_header;
+} alloc_entry;
+
+#define TOMBSTONE ((void *)1)
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static alloc_entry *registry;
+static size_t registry_cap, registry_used; /* used counts live entries and tombstones */
+
+static size_t slot_of(void *p, size_t cap) {
+    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 17) & (cap - 1);
+}
+
+/* Caller holds the lock. Returns 0 on success. */
+static int registry_grow(void) {
+    size_t cap = registry_cap ? registry_cap * 2 : 1024;
+    alloc_entry *n = calloc(cap, sizeof *n);
+    if (n == NULL) return -1;
+    size_t live = 0;
+    for (size_t i = 0; i < registry_cap; i++) {
+        void *p = registry[i].ptr;
+        if (p == NULL || p == TOMBSTONE) continue;
+        size_t j = slot_of(p, cap);
+        while (n[j].ptr != NULL) j = (j + 1) & (cap - 1);
+        n[j] = registry[i];
+        live++;
+    }
+    free(registry);
+    registry = n;
+    registry_cap = cap;
+    registry_used = live;
+    return 0;
+}
+
+static int registry_add(void *p, int64_t bytes, struct rlhf4j_device_s *dev) {
+    pthread_mutex_lock(&registry_lock);
+    if ((registry_used + 1) * 2 > registry_cap && registry_grow() != 0) {
+        pthread_mutex_unlock(&registry_lock);
+        return -1;
+    }
+    size_t j = slot_of(p, registry_cap);
+    while (registry[j].ptr != NULL && registry[j].ptr != TOMBSTONE) j = (j + 1) & (registry_cap - 1);
+    if (registry[j].ptr == NULL) registry_used++;
+    registry[j] = (alloc_entry){p, bytes, dev};
+    pthread_mutex_unlock(&registry_lock);
+    return 0;
+}
+
+/* Removes p if it is live on dev; returns its size, -1 if unknown, -2 if it belongs to another device. */
+static int64_t registry_remove(void *p, struct rlhf4j_device_s *dev) {
+    int64_t bytes = -1;
+    pthread_mutex_lock(&registry_lock);
+    if (registry_cap > 0) {
+        size_t j = slot_of(p, registry_cap);
+        while (registry[j].ptr != NULL) {
+            if (registry[j].ptr == p) {
+                if (registry[j].dev != dev) {
+                    bytes = -2;
+                } else {
+                    bytes = registry[j].bytes;
+                    registry[j].ptr = TOMBSTONE;
+                }
+                break;
+            }
+            j = (j + 1) & (registry_cap - 1);
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return bytes;
+}
 
 /* ---- errors ------------------------------------------------------------------------------------------------- */
 
@@ -205,34 +276,30 @@ RLHF4J_API int32_t rlhf4j_malloc(rlhf4j_device dev, int64_t bytes, void **out) {
     CHECK_PTR("rlhf4j_malloc", dev);
     CHECK_PTR("rlhf4j_malloc", out);
     CHECK_NONNEG("rlhf4j_malloc", bytes);
-    size_t total = HEADER + (((size_t)bytes + 255) & ~(size_t)255);
-    void *base = aligned_alloc(HEADER, total);
-    if (base == NULL)
+    size_t total = ((size_t)bytes + ALIGNMENT - 1) & ~(size_t)(ALIGNMENT - 1);
+    void *p = aligned_alloc(ALIGNMENT, total ? total : ALIGNMENT); /* size 0 still gets a unique pointer */
+    if (p == NULL || registry_add(p, bytes, dev) != 0) {
+        free(p);
         return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "rlhf4j_malloc: cannot allocate %lld bytes of host memory",
                            (long long)bytes);
-    alloc_header *h = base;
-    h->magic = MAGIC_LIVE;
-    h->bytes = bytes;
-    h->dev = dev;
+    }
     int64_t now = __atomic_add_fetch(&dev->in_use, bytes, __ATOMIC_RELAXED);
     int64_t peak = __atomic_load_n(&dev->peak, __ATOMIC_RELAXED);
     while (now > peak && !__atomic_compare_exchange_n(&dev->peak, &peak, now, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
-    *out = (char *)base + HEADER;
+    *out = p;
     return RLHF4J_OK;
 }
 
 RLHF4J_API int32_t rlhf4j_free(rlhf4j_device dev, void *ptr) {
     CHECK_PTR("rlhf4j_free", dev);
     if (ptr == NULL) return RLHF4J_OK;
-    CHECK_ARG(((uintptr_t)ptr & (HEADER - 1)) == 0, "rlhf4j_free: %p was not returned by rlhf4j_malloc", ptr);
-    alloc_header *h = (alloc_header *)((char *)ptr - HEADER);
-    CHECK_ARG(h->magic != MAGIC_FREED, "rlhf4j_free: %p was already freed", ptr);
-    CHECK_ARG(h->magic == MAGIC_LIVE, "rlhf4j_free: %p was not returned by rlhf4j_malloc", ptr);
-    CHECK_ARG(h->dev == dev, "rlhf4j_free: %p belongs to another device", ptr);
-    h->magic = MAGIC_FREED;
-    __atomic_sub_fetch(&dev->in_use, h->bytes, __ATOMIC_RELAXED);
-    free(h);
+    int64_t bytes = registry_remove(ptr, dev);
+    CHECK_ARG(bytes != -2, "rlhf4j_free: %p belongs to another device", ptr);
+    CHECK_ARG(bytes >= 0, "rlhf4j_free: %p is not a live allocation of rlhf4j_malloc (never allocated, or already freed)",
+              ptr);
+    __atomic_sub_fetch(&dev->in_use, bytes, __ATOMIC_RELAXED);
+    free(ptr);
     return RLHF4J_OK;
 }
 

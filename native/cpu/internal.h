@@ -56,8 +56,8 @@ int64_t rlhf4j_dtype_size(int32_t dtype);
 
 /* ---- threads --------------------------------------------------------------------------------------------- */
 
-/* Threads for a parallel region over `work` units of roughly `grain` cost each: 1 when the region would cost
- * more to start than it saves (an OpenMP fork/join is a few microseconds). */
+/* Threads for a parallel region over `work` elements (or similar units): 1 when the region would cost more to
+ * start than it saves (an OpenMP fork/join is a few microseconds), else the device's thread count. */
 static inline int nthreads(const struct rlhf4j_stream_s *s, int64_t work) {
     int t = s->dev->num_threads;
     return work < 32768 ? 1 : t;

@@ -22,6 +22,8 @@
  *    Any gradient output of a backward entry point may be NULL when it is not wanted (a frozen weight under LoRA, an
  *    input that needs no gradient); the rest are still computed.
  *  - Scalars are double whatever the dtype, so the F64 path (used for finite-difference checks) loses nothing.
+ *  - Data pointers must be non-NULL even for zero-size tensors (rlhf4j_malloc(0) returns a unique pointer), except
+ *    where an argument is documented as optional.
  *
  * Backends differ in the dtypes they compute in. The CPU backend computes F32 (fast path) and F64 (reference path,
  * used by the gradient checks), and supports BF16/F16 as storage in convert, copy_strided, embedding and gemm.
@@ -117,17 +119,23 @@ typedef enum {
     RLHF4J_RANDOM_NORMAL = 1   /* mean a, standard deviation b */
 } rlhf4j_random_kind;
 
-/* Counter-based (Philox-4x32-10): element i draws from counter (offset + i) under key seed, so the numbers do not
- * depend on the backend, the thread count or how a buffer is split, and a range can be regenerated. */
+/* Counter-based (Philox-4x32-10): element i draws from the 128-bit counter (offset + i, 0) under the 64-bit key
+ * seed, so the numbers do not depend on the backend, the thread count or how a buffer is split, and a range can be
+ * regenerated. F32/BF16/F16 uniform: u = (word0 >> 8) * 2^-24; F64 uniform: 53 bits from words 0-1. Normal:
+ * Box-Muller from words 0-1 (F64: 53-bit uniforms from words 0-1 and 2-3), with the log argument in (0, 1]. A
+ * uniform value that rounds up to b in the dtype becomes the largest value below b. */
 RLHF4J_API int32_t rlhf4j_fill_random(rlhf4j_stream s, int32_t dtype, int64_t n, void *x, int32_t kind, double a,
                                       double b, uint64_t seed, uint64_t offset);
 
-/* dst[i] = (dst_dtype) src[i]; float to BF16/F16 rounds to nearest even. */
+/* dst[i] = (dst_dtype) src[i]. Float to BF16/F16 rounds to nearest even (F64 and I32 go through F32 first, as
+ * torch does); NaN stays NaN, overflow gives inf. Float to I32 truncates toward zero, saturates out of range, and
+ * gives 0 for NaN. */
 RLHF4J_API int32_t rlhf4j_convert(rlhf4j_stream s, int32_t src_dtype, const void *src, int32_t dst_dtype, void *dst,
                                   int64_t n);
 
 /* For every index (i0..i{ndim-1}) < shape: dst[sum i*dst_strides] (+)= src[sum i*src_strides]. A zero source stride
- * broadcasts; destination strides must not alias. Serves contiguous(), slicing and concat backward, expand. */
+ * broadcasts; destination strides must not alias (a zero destination stride over an extent > 1 is refused).
+ * Strides may be negative. Serves contiguous(), slicing and concat backward, expand. */
 RLHF4J_API int32_t rlhf4j_copy_strided(rlhf4j_stream s, int32_t dtype, int32_t ndim, const int64_t *shape,
                                        const void *src, const int64_t *src_strides, void *dst,
                                        const int64_t *dst_strides, int32_t accumulate);
@@ -156,7 +164,8 @@ typedef enum {
 /* y[i] = f(x[i]) for i < n; y may equal x. */
 RLHF4J_API int32_t rlhf4j_unary(rlhf4j_stream s, int32_t op, int32_t dtype, int64_t n, const void *x, void *y,
                                 double alpha, double beta);
-/* dx[i] (+)= dy[i] * f'(x[i]); y = f(x) is passed too since some derivatives read it (exp, sigmoid, sqrt). */
+/* dx[i] (+)= dy[i] * f'(x[i]); y = f(x) is passed too since some derivatives read it. EXP, SIGMOID, TANH and SQRT
+ * read only y, AFFINE neither, the others only x: the one not read may be NULL. */
 RLHF4J_API int32_t rlhf4j_unary_backward(rlhf4j_stream s, int32_t op, int32_t dtype, int64_t n, const void *x,
                                          const void *y, const void *dy, void *dx, double alpha, double beta,
                                          int32_t accumulate);
@@ -174,7 +183,8 @@ typedef enum {
 RLHF4J_API int32_t rlhf4j_binary(rlhf4j_stream s, int32_t op, int32_t dtype, int32_t ndim, const int64_t *shape,
                                  const void *a, const int64_t *a_strides, const void *b, const int64_t *b_strides,
                                  void *out);
-/* da, db (either may be NULL) have the output's full contiguous shape; the caller reduces broadcast dimensions. */
+/* da, db (either may be NULL) have the output's full contiguous shape; the caller reduces broadcast dimensions.
+ * ADD and SUB do not read a and b, which may then be NULL. */
 RLHF4J_API int32_t rlhf4j_binary_backward(rlhf4j_stream s, int32_t op, int32_t dtype, int32_t ndim,
                                           const int64_t *shape, const void *a, const int64_t *a_strides,
                                           const void *b, const int64_t *b_strides, const void *dout, void *da,
@@ -186,7 +196,7 @@ typedef enum {
     RLHF4J_REDUCE_SUMSQ = 2 /* sum of squares, accumulated in double: global gradient norms */
 } rlhf4j_reduce_op;
 
-/* Viewing x as [outer, n, inner]: y[o, i] (+)= reduce over j of x[o, j, i]. */
+/* Viewing x as [outer, n, inner]: y[o, i] (+)= reduce over j of x[o, j, i]. MEAN over n == 0 is NaN, as torch. */
 RLHF4J_API int32_t rlhf4j_reduce(rlhf4j_stream s, int32_t op, int32_t dtype, int64_t outer, int64_t n, int64_t inner,
                                  const void *x, void *y, int32_t accumulate);
 
@@ -198,7 +208,8 @@ RLHF4J_API int32_t rlhf4j_masked_reduce_backward(rlhf4j_stream s, int32_t op, in
                                                  int64_t cols, const void *mask, const void *dy, void *dx,
                                                  int32_t accumulate);
 
-/* y = alpha * x + beta * y over n elements: EMA of parameters, gradient scaling and accumulation. */
+/* y = alpha * x + beta * y over n elements: EMA of parameters, gradient scaling and accumulation. beta == 0
+ * ignores y's old contents (NaN included). */
 RLHF4J_API int32_t rlhf4j_axpby(rlhf4j_stream s, int32_t dtype, int64_t n, double alpha, const void *x, double beta,
                                 void *y);
 
@@ -229,7 +240,7 @@ RLHF4J_API int32_t rlhf4j_embedding_backward(rlhf4j_stream s, int32_t dtype, int
 
 /* y = (x - mean) * rstd * weight + bias over rows of `dim`; weight and bias may be NULL (no affine); mean and rstd
  * (rows, stat dtype) are saved for backward and may be NULL when there is no backward. Variance is biased, as
- * torch.nn.LayerNorm. */
+ * torch.nn.LayerNorm. In backward, dweight receives sum(dy * xhat) and dbias sum(dy) even when weight is NULL. */
 RLHF4J_API int32_t rlhf4j_layernorm_forward(rlhf4j_stream s, int32_t dtype, int64_t rows, int64_t dim, const void *x,
                                             const void *weight, const void *bias, double eps, void *y, void *mean,
                                             void *rstd);
@@ -254,8 +265,9 @@ RLHF4J_API int32_t rlhf4j_softmax_backward(rlhf4j_stream s, int32_t dtype, int32
 
 /* Token log-probabilities: logprobs[r] = logits[r, targets[r]] - logsumexp(logits[r, :]), rows of V logits that
  * are logits_row_stride apart (so logits[:, :-1] needs no copy). A target equal to ignore_index gives 0 and no
- * gradient; any other target outside [0, V) is an error. lse (rows, stat dtype) is saved for backward. Cross-entropy
- * is the negated masked mean of these. */
+ * gradient; any other target outside [0, V) is an error, reported before anything is written. lse (rows, stat
+ * dtype) is saved for backward (0 for an ignored row) and may be NULL when there is no backward (a frozen
+ * reference model). Cross-entropy is the negated masked mean of these. */
 RLHF4J_API int32_t rlhf4j_logprobs_forward(rlhf4j_stream s, int32_t dtype, int64_t rows, int64_t V,
                                            const void *logits, int64_t logits_row_stride, const int32_t *targets,
                                            int32_t ignore_index, void *logprobs, void *lse);
@@ -271,7 +283,8 @@ RLHF4J_API int32_t rlhf4j_logprobs_backward(rlhf4j_stream s, int32_t dtype, int6
  *   (grouped-query attention); Hq must be a multiple of Hkv.
  *   Query row t sits at absolute position t + (Tk - Tq): with causal != 0 it sees keys j <= t + Tk - Tq, and with
  *   window > 0 only keys j > t + Tk - Tq - window (GPT-Neo's local layers). key_mask[b, j] == 0 hides key j
- *   (padding); key_mask may be NULL. A query row that sees no key gives zeros.
+ *   (padding); key_mask may be NULL. A query row that sees no key (left padding; Tq > Tk under causal) gives zeros
+ *   and zero gradient, and its lse is the stat dtype's largest finite value (FLT_MAX / DBL_MAX).
  *   out[b, t, h, d] is contiguous [B, Tq, Hq, D]. lse[b, h, t] (stat dtype) is saved for backward; NULL at inference. */
 RLHF4J_API int32_t rlhf4j_attention_forward(rlhf4j_stream s, int32_t dtype, int32_t B, int32_t Tq, int32_t Tk,
                                             int32_t Hq, int32_t Hkv, int32_t D, const void *q, int64_t q_row_stride,
@@ -302,8 +315,9 @@ RLHF4J_API int32_t rlhf4j_rope_backward(rlhf4j_stream s, int32_t dtype, int32_t 
                                         int32_t rotary_dim, const void *dy, const int32_t *positions,
                                         const void *inv_freq, void *dx, int64_t dx_row_stride, int32_t accumulate);
 
-/* Inverted dropout: element i is kept when Philox(seed, offset + i) >= p and then scaled by 1 / (1 - p). The mask is
- * regenerated in backward instead of stored. */
+/* Inverted dropout: element i is kept when u_i >= p, with u_i the F32 uniform of counter offset + i (so the test is
+ * (word0 >> 8) >= ceil(p * 2^24) in integers, identical on every backend), and then scaled by 1 / (1 - p). The mask
+ * is regenerated in backward instead of stored. p must be in [0, 1). */
 RLHF4J_API int32_t rlhf4j_dropout_forward(rlhf4j_stream s, int32_t dtype, int64_t n, const void *x, void *y, double p,
                                           uint64_t seed, uint64_t offset);
 RLHF4J_API int32_t rlhf4j_dropout_backward(rlhf4j_stream s, int32_t dtype, int64_t n, const void *dy, void *dx,

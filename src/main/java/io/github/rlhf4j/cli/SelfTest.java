@@ -50,6 +50,7 @@ final class SelfTest implements Callable<Integer> {
                 .orElse("not in this build (librlhf4j_cuda.so is built where nvcc is installed)"));
         Device dev = Device.parse(device);
         if (threads > 0) dev.setNumThreads(threads);
+        dev.pool().trim(); // the baseline counts no cached blocks, as the final reading will not
         long baseline = dev.memory().inUse();
         out.println("checks on " + dev + ":");
         gemm(dev);

@@ -47,7 +47,11 @@ public abstract class Module {
             throw new IllegalArgumentException(getClass().getSimpleName() + ": '" + name + "' declared twice");
     }
 
-    /** Every parameter below this module, by full dotted name, in declaration order. */
+    /**
+     * Every parameter below this module, by dotted name relative to this module, in torch's named_parameters order
+     * (a module's own parameters, then its children's). A parameter's own {@link Parameter#name()} becomes the full
+     * name when a {@link ParameterStore} lays out the model it belongs to.
+     */
     public final Map<String, Parameter> namedParameters() {
         LinkedHashMap<String, Parameter> out = new LinkedHashMap<>();
         collect("", out);
@@ -55,11 +59,7 @@ public abstract class Module {
     }
 
     private void collect(String prefix, Map<String, Parameter> out) {
-        for (var e : parameters.entrySet()) {
-            String full = prefix + e.getKey();
-            e.getValue().setName(full);
-            out.put(full, e.getValue());
-        }
+        for (var e : parameters.entrySet()) out.put(prefix + e.getKey(), e.getValue());
         for (var e : children.entrySet()) e.getValue().collect(prefix + e.getKey() + ".", out);
     }
 

@@ -56,6 +56,7 @@ public final class ParameterStore implements AutoCloseable {
             Parameter p = e.getValue();
             if (p.isAllocated())
                 throw new IllegalStateException("parameter " + e.getKey() + " already belongs to a ParameterStore");
+            p.setName(e.getKey());
             entries.add(new Entry(e.getKey(), p, offset, p.numel()));
             offset += (p.numel() + ALIGN - 1) / ALIGN * ALIGN;
         }
@@ -159,12 +160,15 @@ public final class ParameterStore implements AutoCloseable {
     }
 
     /**
-     * DeepSpeed-Chat's no-decay rule (get_optimizer_grouped_parameters): biases and norm weights take no weight
-     * decay.
+     * DeepSpeed-Chat's no-decay rule (get_optimizer_grouped_parameters): a parameter whose lower-cased name contains
+     * "bias", "layer_norm.weight", "layernorm.weight", "norm.weight" or "ln_f.weight" takes no weight decay. Being
+     * a rule on names, it leaves some norm weights in the decay group, as DeepSpeed-Chat does: GPT-2's ln_1.weight
+     * and ln_2.weight, for one.
      */
     public static boolean dsChatNoDecay(String name) {
+        String lower = name.toLowerCase(java.util.Locale.ROOT);
         for (String s : new String[] {"bias", "layer_norm.weight", "layernorm.weight", "norm.weight", "ln_f.weight"})
-            if (name.contains(s)) return true;
+            if (lower.contains(s)) return true;
         return false;
     }
 

@@ -58,8 +58,9 @@ public final class AdamW implements AutoCloseable {
     }
 
     /**
-     * AdamW over a model's store, in DeepSpeed-Chat's two groups: weight decay for all but biases and norm weights
-     * ({@link ParameterStore#dsChatNoDecay}); frozen parameters are left out.
+     * AdamW over a model's store, in DeepSpeed-Chat's two groups: weight decay for all but the parameters its name
+     * rule exempts, biases and most norm weights ({@link ParameterStore#dsChatNoDecay}); frozen parameters are left
+     * out.
      */
     public static AdamW forStore(ParameterStore store, Config config) {
         return forStore(store, config, ParameterStore::dsChatNoDecay);
