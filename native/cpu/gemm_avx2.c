@@ -1,5 +1,6 @@
 /*
- * gemm_avx2.c: the AVX2 + FMA SGEMM micro-kernel, 6 x 16 (gemm.c has the blocking scheme around it).
+ * gemm_avx2.c: the AVX2 + FMA SGEMM micro-kernel, 6 x 16, and the transposing pack of f32 panels with AVX (gemm.c
+ * has the blocking scheme around them).
  *
  * Registers: 12 ymm accumulators (6 rows x 2 vectors of 8 columns), 2 for the current k's row of the B panel and 1
  * for the broadcast A element: 15 of 16. Each k step is 2 loads of B, 6 broadcasts and 12 FMAs; with two FMA pipes
@@ -53,8 +54,8 @@ static inline void store1(void *c, int dtype, int64_t j, float x) {
 }
 
 static inline __attribute__((always_inline)) void ukr(const int mr, int64_t kc, const float *restrict a,
-                                                      const float *restrict b, int64_t ldb, void *c, int64_t ldc, int nr,
-                                                      const gemm_epilogue_f32 *ep) {
+                                                      const float *restrict b, int64_t ldb, void *c, int64_t ldc,
+                                                      int nr, const gemm_epilogue_f32 *ep) {
     __m256 acc[MR][NV];
     const int64_t esz = ep->c_dtype == RLHF4J_F32 ? 4 : 2;
 #pragma GCC unroll 8
@@ -87,7 +88,8 @@ static inline __attribute__((always_inline)) void ukr(const int mr, int64_t kc, 
         const __m256 alphav = _mm256_set1_ps(alpha), cscalev = _mm256_set1_ps(cscale);
         __m256 biasv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) biasv[v] = bias ? load8((const char *)bias + 8 * v * esz, dt) : _mm256_setzero_ps();
+        for (int v = 0; v < NV; v++)
+            biasv[v] = bias ? load8((const char *)bias + 8 * v * esz, dt) : _mm256_setzero_ps();
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
             char *cr = (char *)c + i * ldc * esz;
@@ -116,9 +118,9 @@ static inline __attribute__((always_inline)) void ukr(const int mr, int64_t kc, 
 }
 
 #define UKR_M(m)                                                                                                   \
-    static void ukr_##m(int64_t kc, const float *a, const float *b, int64_t ldb, void *c, int64_t ldc, int nr,                   \
+    static void ukr_##m(int64_t kc, const float *a, const float *b, int64_t ldb, void *c, int64_t ldc, int nr,       \
                         const gemm_epilogue_f32 *ep) {                                                             \
-        ukr(m, kc, a, b, ldb, c, ldc, nr, ep);                                                                          \
+        ukr(m, kc, a, b, ldb, c, ldc, nr, ep);                                                                     \
     }
 UKR_M(1)
 UKR_M(2)
@@ -127,8 +129,8 @@ UKR_M(4)
 UKR_M(5)
 UKR_M(6)
 
-void rlhf4j_sgemm_ukr_avx2(int64_t kc, const float *a, const float *b, int64_t ldb, void *c, int64_t ldc, int mr, int nr,
-                           const gemm_epilogue_f32 *ep) {
+void rlhf4j_sgemm_ukr_avx2(int64_t kc, const float *a, const float *b, int64_t ldb, void *c, int64_t ldc, int mr,
+                           int nr, const gemm_epilogue_f32 *ep) {
     typedef void (*fn)(int64_t, const float *, const float *, int64_t, void *, int64_t, int, const gemm_epilogue_f32 *);
     static const fn by_rows[MR + 1] = {NULL, ukr_1, ukr_2, ukr_3, ukr_4, ukr_5, ukr_6};
     by_rows[mr](kc, a, b, ldb, c, ldc, nr, ep);
@@ -172,7 +174,8 @@ void rlhf4j_sgemm_pack_tr_avx2(const float *src, int64_t ld, int64_t n, int64_t 
             for (; k + 8 <= kc; k += 8) {
                 __m256 r[8];
 #pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) r[i] = i < rows ? _mm256_loadu_ps(s + (g + i) * ld + k) : _mm256_setzero_ps();
+                for (int i = 0; i < 8; i++)
+                    r[i] = i < rows ? _mm256_loadu_ps(s + (g + i) * ld + k) : _mm256_setzero_ps();
                 transpose8(r);
                 if (cols == 8) {
 #pragma GCC unroll 8

@@ -220,8 +220,10 @@ RLHF4J_API int32_t rlhf4j_axpby(rlhf4j_stream s, int32_t dtype, int64_t n, doubl
 /* Row-major, for each p < batch:
  *   C_p[M,N] = alpha * op(A_p)[M,K] . op(B_p)[K,N] + beta * C_p + bias[N]
  * op(A) = A (M rows of lda) when trans_a == 0, else A^T with A stored as K rows of lda; likewise B.
- * A_p = A + p * stride_a (elements). A and B share ab_dtype; C and bias have c_dtype. bias may be NULL.
- * beta == 0 ignores C's old contents (NaN included). Accumulation is F32 (F64 for F64). */
+ * A_p = A + p * stride_a (elements); stride_a or stride_b may be 0 (one operand shared by the batch), stride_c may
+ * not when batch > 1. A and B share ab_dtype; C and bias have c_dtype; F64 goes with F64 only. bias may be NULL.
+ * beta == 0 ignores C's old contents (NaN included); alpha == 0 reads neither A nor B; K == 0 gives beta C + bias.
+ * Accumulation is F32 (F64 for F64) over all of K, rounded once into a BF16/F16 C. */
 RLHF4J_API int32_t rlhf4j_gemm(rlhf4j_stream s, int32_t trans_a, int32_t trans_b, int64_t M, int64_t N, int64_t K,
                                double alpha, const void *A, int64_t lda, int64_t stride_a, const void *B, int64_t ldb,
                                int64_t stride_b, int32_t ab_dtype, double beta, void *C, int64_t ldc,

@@ -1,5 +1,12 @@
 package io.github.rlhf4j.runtime;
 
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.invoke.MethodHandle;
 import java.util.Optional;
 
 /**
@@ -26,10 +33,34 @@ public final class Backend {
         Backend b = cpu;
         if (b == null) {
             synchronized (Backend.class) {
-                if ((b = cpu) == null) cpu = b = new Backend(CPU);
+                if ((b = cpu) == null) {
+                    boundOpenMpSpinning();
+                    cpu = b = new Backend(CPU);
+                }
             }
         }
         return b;
+    }
+
+    /**
+     * OpenMP worker threads spin between parallel regions before they sleep; libgomp's default (about 300,000 spins)
+     * suits a machine that does nothing else, but a spinning worker steals the core the JVM's own thread needs next,
+     * and on a busy or small machine a training step then runs many times slower. libgomp reads its spin count once,
+     * when it loads, so it is set here, before the CPU backend (and with it libgomp) is loaded: GOMP_SPINCOUNT = 30000
+     * unless the user chose OMP_WAIT_POLICY or GOMP_SPINCOUNT (or the system property rlhf4j.gomp.spincount).
+     */
+    private static void boundOpenMpSpinning() {
+        if (System.getenv("OMP_WAIT_POLICY") != null || System.getenv("GOMP_SPINCOUNT") != null) return;
+        String spin = System.getProperty("rlhf4j.gomp.spincount", "30000");
+        Linker linker = Linker.nativeLinker();
+        var setenv = linker.defaultLookup().find("setenv");
+        if (setenv.isEmpty()) return;
+        MethodHandle h = linker.downcallHandle(setenv.get(), FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
+        try (Arena arena = Arena.ofConfined()) {
+            int ignored = (int) h.invokeExact(arena.allocateFrom("GOMP_SPINCOUNT"), arena.allocateFrom(spin), 0);
+        } catch (Throwable t) {
+            // Not fatal: only speed under load depends on it.
+        }
     }
 
     /** The CUDA backend, when this build has {@code librlhf4j_cuda.so} (it may still see no GPU: check deviceCount). */

@@ -52,13 +52,17 @@ public final class NativeLoader {
      * (a CUDA library on a build without nvcc, say).
      */
     public static Optional<Path> find(String name) {
+        return find(name, NativeLoader.class.getClassLoader());
+    }
+
+    static Optional<Path> find(String name, ClassLoader loader) {
         String file = fileName(name);
         for (String dir : overrideDirs()) {
             Path p = Path.of(dir, file);
             if (Files.isRegularFile(p)) return Optional.of(p);
         }
         String resource = "native/" + platform() + "/" + file;
-        URL url = NativeLoader.class.getClassLoader().getResource(resource);
+        URL url = loader.getResource(resource);
         if (url == null) return Optional.empty();
         if ("file".equals(url.getProtocol())) {
             try {
