@@ -98,6 +98,33 @@ RLHF4J_API int32_t rlhf4j_layernorm_forward(rlhf4j_stream s, int32_t dtype, int6
     return RLHF4J_OK;
 }
 
+/* The shared tail of both backward entry points, after their argument checks. */
+static int32_t norm_backward(const char *fn, int rms, rlhf4j_stream s, int32_t dtype, int64_t rows, int64_t dim,
+                             const void *x, const void *weight, const void *mean, const void *rstd, const void *dy,
+                             void *dx, void *dweight, void *dbias, int32_t accumulate) {
+    if (dx == NULL && dweight == NULL && dbias == NULL) return RLHF4J_OK;
+    const int nt = nthreads(s, rows * dim);
+    const size_t esz = (size_t)rlhf4j_dtype_size(dtype);
+    void *unwanted = NULL; /* dx of an input that needs no gradient (a frozen embedding): computed, then dropped */
+    if (dx == NULL && (dx = unwanted = calloc((size_t)rows * (size_t)dim + 1, esz)) == NULL)
+        return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    void *part = NULL;
+    if (dweight != NULL || dbias != NULL) {
+        part = scratch((size_t)nt * 2 * (size_t)dim * esz);
+        if (part == NULL) {
+            free(unwanted);
+            return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "%s: cannot allocate %lld bytes of scratch", fn,
+                               (long long)((size_t)nt * 2 * (size_t)dim * esz));
+        }
+    }
+    if (dtype == RLHF4J_F32)
+        norm_backward_f32(rms, nt, rows, dim, x, weight, mean, rstd, dy, dx, dweight, dbias, accumulate != 0, part);
+    else
+        norm_backward_f64(rms, nt, rows, dim, x, weight, mean, rstd, dy, dx, dweight, dbias, accumulate != 0, part);
+    free(unwanted);
+    return RLHF4J_OK;
+}
+
 RLHF4J_API int32_t rlhf4j_layernorm_backward(rlhf4j_stream s, int32_t dtype, int64_t rows, int64_t dim,
                                              const void *x, const void *weight, const void *mean, const void *rstd,
                                              const void *dy, void *dx, void *dweight, void *dbias,
@@ -111,27 +138,7 @@ RLHF4J_API int32_t rlhf4j_layernorm_backward(rlhf4j_stream s, int32_t dtype, int
     CHECK_PTR(fn, mean);
     CHECK_PTR(fn, rstd);
     CHECK_PTR(fn, dy);
-    if (dx == NULL && dweight == NULL && dbias == NULL) return RLHF4J_OK;
-    const int nt = nthreads(s, rows * dim);
-    const size_t esz = (size_t)rlhf4j_dtype_size(dtype);
-    void *unwanted = NULL; /* dx of an input that needs no gradient: computed, then dropped */
-    if (dx == NULL && (dx = unwanted = calloc((size_t)rows * (size_t)dim + 1, esz)) == NULL)
-        return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    void *part = NULL;
-    if (dweight != NULL || dbias != NULL) {
-        part = scratch((size_t)nt * 2 * (size_t)dim * esz);
-        if (part == NULL) {
-            free(unwanted);
-            return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "%s: cannot allocate %lld bytes of scratch", fn,
-                               (long long)((size_t)nt * 2 * (size_t)dim * esz));
-        }
-    }
-    if (dtype == RLHF4J_F32)
-        norm_backward_f32(0, nt, rows, dim, x, weight, mean, rstd, dy, dx, dweight, dbias, accumulate != 0, part);
-    else
-        norm_backward_f64(0, nt, rows, dim, x, weight, mean, rstd, dy, dx, dweight, dbias, accumulate != 0, part);
-    free(unwanted);
-    return RLHF4J_OK;
+    return norm_backward(fn, 0, s, dtype, rows, dim, x, weight, mean, rstd, dy, dx, dweight, dbias, accumulate);
 }
 
 RLHF4J_API int32_t rlhf4j_rmsnorm_forward(rlhf4j_stream s, int32_t dtype, int64_t rows, int64_t dim, const void *x,
@@ -162,25 +169,5 @@ RLHF4J_API int32_t rlhf4j_rmsnorm_backward(rlhf4j_stream s, int32_t dtype, int64
     CHECK_PTR(fn, x);
     CHECK_PTR(fn, rstd);
     CHECK_PTR(fn, dy);
-    if (dx == NULL && dweight == NULL) return RLHF4J_OK;
-    const int nt = nthreads(s, rows * dim);
-    const size_t esz = (size_t)rlhf4j_dtype_size(dtype);
-    void *unwanted = NULL;
-    if (dx == NULL && (dx = unwanted = calloc((size_t)rows * (size_t)dim + 1, esz)) == NULL)
-        return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    void *part = NULL;
-    if (dweight != NULL) {
-        part = scratch((size_t)nt * 2 * (size_t)dim * esz);
-        if (part == NULL) {
-            free(unwanted);
-            return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "%s: cannot allocate %lld bytes of scratch", fn,
-                               (long long)((size_t)nt * 2 * (size_t)dim * esz));
-        }
-    }
-    if (dtype == RLHF4J_F32)
-        norm_backward_f32(1, nt, rows, dim, x, weight, NULL, rstd, dy, dx, dweight, NULL, accumulate != 0, part);
-    else
-        norm_backward_f64(1, nt, rows, dim, x, weight, NULL, rstd, dy, dx, dweight, NULL, accumulate != 0, part);
-    free(unwanted);
-    return RLHF4J_OK;
+    return norm_backward(fn, 1, s, dtype, rows, dim, x, weight, NULL, rstd, dy, dx, dweight, NULL, accumulate);
 }
