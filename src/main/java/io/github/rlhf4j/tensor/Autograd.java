@@ -92,7 +92,6 @@ public final class Autograd {
         final Tensor[] inputs;
         private final Storage[] storages;
         private final int[] versions;
-        private final String signature;
         private BackwardFn fn;
 
         Node(String op, Tensor[] inputs, Tensor out, BackwardFn fn) {
@@ -101,25 +100,23 @@ public final class Autograd {
             this.fn = fn;
             this.storages = new Storage[inputs.length + 1];
             this.versions = new int[inputs.length + 1];
-            StringBuilder sig = new StringBuilder(op).append('(');
             for (int i = 0; i < inputs.length; i++) {
-                if (i > 0) sig.append(", ");
-                if (inputs[i] == null) {
-                    sig.append("null");
-                    continue;
-                }
+                if (inputs[i] == null) continue;
                 storages[i] = inputs[i].storage;
                 versions[i] = inputs[i].storage.version;
-                sig.append(inputs[i].describe());
             }
             storages[inputs.length] = out.storage;
             versions[inputs.length] = out.storage.version;
-            this.signature = sig.append(')').toString();
         }
 
-        /** "layerNorm([4, 8] f32, [8] f32, [8] f32)": the op and its inputs, for error messages. */
+        /** "layerNorm([4, 8] f32, [8] f32, [8] f32)": the op and its inputs, for error messages (built on demand). */
         String signature() {
-            return signature;
+            StringBuilder sig = new StringBuilder(op).append('(');
+            for (int i = 0; i < inputs.length; i++) {
+                if (i > 0) sig.append(", ");
+                sig.append(inputs[i] == null ? "null" : inputs[i].describe());
+            }
+            return sig.append(')').toString();
         }
 
         boolean isReleased() {
@@ -132,17 +129,17 @@ public final class Autograd {
 
         void checkUsable() {
             if (fn == null)
-                throw new IllegalStateException("backward through a graph that was already freed, at " + signature
+                throw new IllegalStateException("backward through a graph that was already freed, at " + signature()
                         + ": a backward pass frees the graph it walks; pass retainGraph=true to the first backward "
                         + "to run another");
             for (int i = 0; i < storages.length; i++) {
                 Storage st = storages[i];
                 if (st == null) continue;
                 if (st.isReleased())
-                    throw new IllegalStateException("backward through " + signature + ": a tensor it saved was freed "
+                    throw new IllegalStateException("backward through " + signature() + ": a tensor it saved was freed "
                             + "(its Scope closed before backward ran)");
                 if (st.version != versions[i])
-                    throw new IllegalStateException("backward through " + signature + ": a tensor it saved was "
+                    throw new IllegalStateException("backward through " + signature() + ": a tensor it saved was "
                             + "modified in place after the forward pass, so its gradient would be wrong");
             }
         }

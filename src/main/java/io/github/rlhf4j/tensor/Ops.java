@@ -15,13 +15,23 @@ final class Ops {
         return s.empty(dtype, shape);
     }
 
+    /** Fails, naming the op, if t's memory was freed (its Scope closed). */
+    static void alive(String op, Tensor t) {
+        if (t != null && !t.isAlive())
+            throw new IllegalStateException(op + ": use of a freed tensor: " + t.describe()
+                    + " was released (its Scope was closed or it was released explicitly)");
+    }
+
     static void sameDevice(String op, Tensor a, Tensor b) {
+        alive(op, a);
+        alive(op, b);
         if (a != null && b != null && a.device() != b.device())
             throw new IllegalArgumentException(op + ": " + a.describe() + " is on " + a.device() + " but "
                     + b.describe() + " is on " + b.device());
     }
 
     static void floating(String op, Tensor t) {
+        alive(op, t);
         if (!t.dtype().isFloatingPoint())
             throw new IllegalArgumentException(op + ": " + t.describe() + " must have a floating-point dtype");
     }
@@ -33,6 +43,7 @@ final class Ops {
     }
 
     static void dtype(String op, Tensor t, DType expected, String what) {
+        alive(op, t);
         if (t.dtype() != expected)
             throw new IllegalArgumentException(op + ": " + what + " " + t.describe() + " must be " + expected);
     }

@@ -56,7 +56,10 @@ class ScopeTest {
         try (Scope s = Scope.open()) {
             Tensor dead = t;
             IllegalStateException e2 = assertThrows(IllegalStateException.class, () -> dead.add(dead));
-            assertTrue(e2.getMessage().contains("freed"), e2.getMessage());
+            assertTrue(e2.getMessage().startsWith("add: use of a freed tensor: [4, 4] f32"), e2.getMessage());
+            IllegalStateException e3 = assertThrows(IllegalStateException.class,
+                    () -> Functional.layerNorm(dead, null, null, 1e-5));
+            assertTrue(e3.getMessage().startsWith("layerNorm: use of a freed tensor"), e3.getMessage());
         }
     }
 
