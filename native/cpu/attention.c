@@ -56,6 +56,7 @@ typedef struct {
     int64_t off; /* Tk - Tq: query t is at position t + off */
     const void *q, *k, *v;
     int64_t qs, ks, vs;
+    int64_t kbs, vbs, mbs; /* batch strides of k, v, key_mask (Tk rows unless a KV cache holds Tmax) */
     const int32_t *key_mask;
     double scale;
     void *out, *lse;                   /* forward outputs */
@@ -85,7 +86,7 @@ ATT_INLINE int block_key_mask(const attn_args *a, int b, int j0, int nk, int32_t
         for (int jj = 0; jj < nk; jj++) kv[jj] = 1;
         return nk;
     }
-    const int32_t *restrict km = a->key_mask + (int64_t)b * a->Tk + j0;
+    const int32_t *restrict km = a->key_mask + (int64_t)b * a->mbs + j0;
     for (int jj = 0; jj < nk; jj++) {
         kv[jj] = km[jj] != 0;
         n += kv[jj];
@@ -206,6 +207,9 @@ static int32_t check_attention(const char *fn, rlhf4j_stream s, int32_t dtype, i
     a->qs = q_row_stride;
     a->ks = k_row_stride;
     a->vs = v_row_stride;
+    a->kbs = (int64_t)Tk * k_row_stride;
+    a->vbs = (int64_t)Tk * v_row_stride;
+    a->mbs = Tk;
     a->scale = scale;
     a->window = window;
     return RLHF4J_OK;
@@ -232,6 +236,32 @@ RLHF4J_API int32_t rlhf4j_attention_forward(rlhf4j_stream s, int32_t dtype, int3
     a.causal = causal != 0;
     a.out = out;
     a.lse = lse;
+    const int nt = attn_threads(s, &a);
+    st = dtype == RLHF4J_F32 ? attn_forward_f32(&a, nt) : attn_forward_f64(&a, nt);
+    if (st != RLHF4J_OK) return rlhf4j_fail(st, "%s: cannot allocate tile scratch", fn);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_attention_decode(rlhf4j_stream s, int32_t dtype, int32_t B, int32_t Tq, int32_t Tk,
+                                           int32_t Tmax, int32_t Hq, int32_t Hkv, int32_t D, const void *q,
+                                           int64_t q_row_stride, const void *k_cache, const void *v_cache,
+                                           const int32_t *key_mask, double scale, int32_t window, void *out) {
+    static const char *fn = "rlhf4j_attention_decode";
+    CHECK_ARG(Tq <= Tk && Tk <= Tmax, "%s: need 0 <= Tq <= Tk <= Tmax, got Tq = %d, Tk = %d, Tmax = %d", fn, Tq, Tk,
+              Tmax);
+    attn_args a;
+    const int64_t rs = (int64_t)Hkv * D;
+    int32_t st = check_attention(fn, s, dtype, B, Tq, Tk, Hq, Hkv, D, q, q_row_stride, k_cache, rs, v_cache, rs,
+                                 scale, window, &a);
+    if (st != RLHF4J_OK) return st;
+    CHECK_PTR(fn, out);
+    /* The same tiles as the forward: a tile holds every query head of a kv group, so each cache row is read once
+     * per step for the whole group; only the batch strides differ (Tmax rows per sequence). */
+    a.kbs = a.vbs = (int64_t)Tmax * rs;
+    a.mbs = Tmax;
+    a.key_mask = key_mask;
+    a.causal = 1;
+    a.out = out;
     const int nt = attn_threads(s, &a);
     st = dtype == RLHF4J_F32 ? attn_forward_f32(&a, nt) : attn_forward_f64(&a, nt);
     if (st != RLHF4J_OK) return rlhf4j_fail(st, "%s: cannot allocate tile scratch", fn);

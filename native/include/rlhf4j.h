@@ -303,6 +303,17 @@ RLHF4J_API int32_t rlhf4j_attention_backward(rlhf4j_stream s, int32_t dtype, int
                                              void *dk, int64_t dk_row_stride, void *dv, int64_t dv_row_stride,
                                              int32_t accumulate);
 
+/* Attention of Tq new query rows per sequence against a KV cache, forward only (generation: prefill, then Tq = 1 per
+ * step). k_cache and v_cache are [B, Tmax, Hkv, D], contiguous; the first Tk rows of each sequence are in use, the
+ * Tq new ones (written before the call) last. key_mask [B, Tmax] I32 (0 = padding; NULL: none); only its first Tk
+ * columns are read. Query t sits at position t + Tk - Tq and sees keys j <= that position (and, with window > 0,
+ * j > position - window), as rlhf4j_attention_forward with causal = 1. q [B, Tq, Hq, D] has rows q_row_stride
+ * apart; out is contiguous [B, Tq, Hq, D]. Needs 0 <= Tq <= Tk <= Tmax. */
+RLHF4J_API int32_t rlhf4j_attention_decode(rlhf4j_stream s, int32_t dtype, int32_t B, int32_t Tq, int32_t Tk,
+                                           int32_t Tmax, int32_t Hq, int32_t Hkv, int32_t D, const void *q,
+                                           int64_t q_row_stride, const void *k_cache, const void *v_cache,
+                                           const int32_t *key_mask, double scale, int32_t window, void *out);
+
 /* Rotary position embedding in the rotate-half layout of Llama/Qwen2 in transformers, on the first rotary_dim of
  * each head of D: for i < rotary_dim / 2, angle = positions[b, t] * inv_freq[i] (computed in the stat dtype, as
  * transformers computes it in fp32),

@@ -1,7 +1,7 @@
 package io.github.rlhf4j.cli;
 
 import io.github.rlhf4j.Rlhf4j;
-import io.github.rlhf4j.model.Gpt2;
+import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.Gpt2Config;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.optim.AdamW;
@@ -91,7 +91,7 @@ final class SelfTest implements Callable<Integer> {
     private static final Gpt2Config TINY = Gpt2Config.tiny(23, 16, 16, 2, 2);
 
     private void gradients(Device dev) {
-        Gpt2 model = new Gpt2(TINY);
+        CausalLM model = CausalLM.of(TINY);
         try (ParameterStore store = ParameterStore.allocate(model, dev, DType.F64, 7);
              Scope s = Scope.open(dev)) {
             Tensor ids = Tensor.ofInts(new int[] {3, 17, 5, 22, 9, 1, 0, 14, 8, 11, 2, 19}, 2, 6);
@@ -100,7 +100,7 @@ final class SelfTest implements Callable<Integer> {
             List<Tensor> params = new ArrayList<>();
             for (ParameterStore.Entry e : store.entries()) params.add(e.parameter().value());
             long t0 = System.nanoTime();
-            GradCheck.Result r = GradCheck.check(in -> Functional.crossEntropy(model.forward(ids, mask, null), targets, -100),
+            GradCheck.Result r = GradCheck.check(in -> Functional.crossEntropy(model.forward(ids, mask, null, null), targets, -100),
                     params, 1e-6, 1e-9, 1e-6, 3, 11);
             report("tiny GPT-2 gradients vs central differences (f64, " + r.checked() + " elements of "
                     + params.size() + " tensors)", r.passed(), String.format("max |error| %.2e%s (%.0f ms)",
@@ -110,7 +110,7 @@ final class SelfTest implements Callable<Integer> {
 
     private void trainingStep(Device dev) {
         Gpt2Config cfg = Gpt2Config.tiny(512, 128, 256, 4, 4);
-        Gpt2 model = new Gpt2(cfg);
+        CausalLM model = CausalLM.of(cfg);
         int b = 4, t = 128;
         try (ParameterStore store = ParameterStore.allocate(model, dev, 1);
              AdamW opt = AdamW.forStore(store, AdamW.Config.dsChat(1e-3, 0.0))) {
@@ -122,7 +122,7 @@ final class SelfTest implements Callable<Integer> {
                     Tensor targets = Tensor.ofInts(pattern(b, t, cfg.vocabSize(), 1), b, t);
                     long t0 = System.nanoTime();
                     store.zeroGrad();
-                    Tensor loss = Functional.crossEntropy(model.forward(ids, null, null), targets, -100);
+                    Tensor loss = Functional.crossEntropy(model.forward(ids, null, null, null), targets, -100);
                     loss.backward();
                     opt.step();
                     best = Math.min(best, System.nanoTime() - t0);

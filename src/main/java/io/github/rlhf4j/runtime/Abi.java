@@ -42,7 +42,7 @@ public final class Abi {
     private final MethodHandle gemm;
     private final MethodHandle embeddingForward, embeddingBackward, layernormForward, layernormBackward,
             rmsnormForward, rmsnormBackward, softmaxForward, softmaxBackward, logprobsForward, logprobsBackward,
-            attentionForward, attentionBackward, ropeForward, ropeBackward, dropoutForward, dropoutBackward;
+            attentionForward, attentionBackward, attentionDecode, ropeForward, ropeBackward, dropoutForward, dropoutBackward;
     private final MethodHandle adamwStep;
 
     /**
@@ -102,6 +102,8 @@ public final class Abi {
                 J, I, I, I, I, I, I, I, J, J, J, J, J, J, J, D, I, I, J, J);
         attentionBackward = bind("rlhf4j_attention_backward", I,
                 J, I, I, I, I, I, I, I, J, J, J, J, J, J, J, D, I, I, J, J, J, J, J, J, J, J, J, I);
+        attentionDecode = bind("rlhf4j_attention_decode", I,
+                J, I, I, I, I, I, I, I, I, J, J, J, J, J, D, I, J);
         ropeForward = bind("rlhf4j_rope_forward", I, J, I, I, I, I, I, I, J, J, J, J, J);
         ropeBackward = bind("rlhf4j_rope_backward", I, J, I, I, I, I, I, I, J, J, J, J, J, I);
         dropoutForward = bind("rlhf4j_dropout_forward", I, J, I, J, J, J, D, J, J);
@@ -541,6 +543,17 @@ public final class Abi {
             check((int) attentionBackward.invokeExact(s, dtype, b, tq, tk, hq, hkv, d, q, qRowStride, k, kRowStride,
                     v, vRowStride, keyMask, scale, causal, window, out, dout, lse, dq, dqRowStride, dk, dkRowStride,
                     dv, dvRowStride, accumulate), "rlhf4j_attention_backward");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public void attentionDecode(long s, int dtype, int b, int tq, int tk, int tmax, int hq, int hkv, int d, long q,
+                                long qRowStride, long kCache, long vCache, long keyMask, double scale, int window,
+                                long out) {
+        try {
+            check((int) attentionDecode.invokeExact(s, dtype, b, tq, tk, tmax, hq, hkv, d, q, qRowStride, kCache,
+                    vCache, keyMask, scale, window, out), "rlhf4j_attention_decode");
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -279,6 +279,41 @@ public final class Functional {
         return out;
     }
 
+    /**
+     * Attention of q [B, Tq, Hq, D] against the first {@code length} positions of a KV cache kCache, vCache
+     * [B, Tmax, Hkv, D] (contiguous), the last Tq of them being q's own: causal, {@code window} > 0 for local
+     * attention, {@code keyMask} (I32 [B, Tmax], 0 = padding) may be null. Forward only: generation, not training.
+     */
+    public static Tensor attentionDecode(Tensor q, Tensor kCache, Tensor vCache, int length, Tensor keyMask,
+                                         double scale, int window) {
+        String op = "attentionDecode";
+        Ops.floating(op, q);
+        for (Tensor t : new Tensor[] {kCache, vCache}) {
+            Ops.sameDevice(op, q, t);
+            Ops.sameDtype(op, q, t);
+            if (!t.isContiguous()) throw new IllegalArgumentException(op + ": cache " + t.describe() + " must be contiguous");
+        }
+        if (q.dim() != 4 || kCache.dim() != 4 || !java.util.Arrays.equals(kCache.shape(), vCache.shape()))
+            throw new IllegalArgumentException(op + ": q must be [B, Tq, Hq, D] and both caches [B, Tmax, Hkv, D], got "
+                    + q.describe() + ", " + kCache.describe() + ", " + vCache.describe());
+        int b = q.size(0), tq = q.size(1), hq = q.size(2), d = q.size(3);
+        int tmax = kCache.size(1), hkv = kCache.size(2);
+        if (kCache.size(0) != b || kCache.size(3) != d)
+            throw new IllegalArgumentException(op + ": q " + q.describe() + " does not match cache " + kCache.describe());
+        if (keyMask != null) {
+            Ops.dtype(op, keyMask, DType.I32, "keyMask");
+            Ops.shape(op, keyMask, new int[] {b, tmax}, "keyMask");
+            if (!keyMask.isContiguous()) keyMask = keyMask.contiguous();
+        }
+        if (Autograd.needsGrad(q, kCache, vCache))
+            throw new IllegalStateException(op + " is for generation and has no backward: run it under Autograd.noGrad()");
+        Tensor qc = rowStrided(q);
+        Tensor out = Ops.out(q, q.dtype(), b, tq, hq, d);
+        q.abi().attentionDecode(q.stream(), q.dtype().code, b, tq, length, tmax, hq, hkv, d, qc.address(),
+                rowStride(qc), kCache.address(), vCache.address(), Ops.addr(keyMask), scale, window, out.address());
+        return out;
+    }
+
     /** A [B, T, H, D] view with dense heads and uniformly strided rows, or a contiguous copy. */
     private static Tensor rowStrided(Tensor t) {
         long[] st = t.strides();

@@ -25,7 +25,7 @@ import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 /**
- * {@link Gpt2} against transformers' GPT2LMHeadModel (fixtures/gpt2_tiny.json, made by
+ * {@link CausalLM} (GPT-2) against transformers' GPT2LMHeadModel (fixtures/gpt2_tiny.json, made by
  * src/test/python/make_gpt2_fixture.py): the same parameter names, shapes and order (so checkpoints map one to one);
  * with transformers' weights loaded by name, the same logits on a left-padded batch and the same gradients of a
  * cross-entropy loss for every parameter, in F32 to float32 accuracy and in F64 to rounding; and transformers'
@@ -41,18 +41,18 @@ class Gpt2Test {
 
     @Test
     void parameterNamesShapesAndOrderMatchTransformers() {
-        Gpt2 model = new Gpt2(fixtureConfig(FIXTURE.get("config")));
+        CausalLM model = CausalLM.of(fixtureConfig(FIXTURE.get("config")));
         List<String> expected = new ArrayList<>(), actual = new ArrayList<>();
         for (JsonNode p : FIXTURE.get("parameters")) expected.add(p.get("name").asText() + shapeOf(p.get("shape")));
         for (Map.Entry<String, Parameter> e : model.namedParameters().entrySet())
             actual.add(e.getKey() + Arrays.toString(e.getValue().shape()));
         assertEquals(expected, actual);
-        assertTrue(layerNormEpsilon() == model.config().layerNormEpsilon(), "tiny() uses transformers' default eps");
+        assertTrue(layerNormEpsilon() == ((Gpt2Config) model.config()).layerNormEpsilon(), "tiny() uses transformers' default eps");
     }
 
     @Test
     void gpt2SmallHasTransformersParameterCount() {
-        assertEquals(FIXTURE.get("gpt2_small_parameter_count").asLong(), new Gpt2(Gpt2Config.gpt2Small()).parameterCount());
+        assertEquals(FIXTURE.get("gpt2_small_parameter_count").asLong(), CausalLM.of(Gpt2Config.gpt2Small()).parameterCount());
     }
 
     @Test
@@ -71,7 +71,7 @@ class Gpt2Test {
      * to {@code tol} times the largest magnitude of the expected tensor.
      */
     private static void checkAgainstTransformers(DType dtype, double logitTol, double gradTol) {
-        Gpt2 model = new Gpt2(fixtureConfig(FIXTURE.get("config")));
+        CausalLM model = CausalLM.of(fixtureConfig(FIXTURE.get("config")));
         model.train(false);
         try (ParameterStore store = ParameterStore.allocate(model, Device.cpu(), dtype, 99);
              Scope s = Scope.open()) {
@@ -80,7 +80,7 @@ class Gpt2Test {
             Tensor mask = Fixtures.tensor(FIXTURE.get("attention_mask"), dtype);
             Tensor positions = Fixtures.tensor(FIXTURE.get("position_ids"), dtype);
             Tensor targets = Fixtures.tensor(FIXTURE.get("targets"), dtype);
-            Tensor logits = model.forward(ids, mask, positions);
+            Tensor logits = model.forward(ids, mask, positions, null);
             assertEquals(dtype, logits.dtype());
             assertArrayEquals(Fixtures.shape(FIXTURE.get("logits")), logits.shape());
 
@@ -123,7 +123,7 @@ class Gpt2Test {
     }
 
     /** Copies transformers' values into the model's parameters, by name. */
-    static void loadWeights(Gpt2 model) {
+    static void loadWeights(CausalLM model) {
         Map<String, Parameter> params = model.namedParameters();
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             for (JsonNode p : FIXTURE.get("parameters")) {
@@ -143,7 +143,7 @@ class Gpt2Test {
     @Test
     void initialWeightsFollowTransformersInitialisation() {
         JsonNode init = FIXTURE.get("init");
-        Gpt2 model = new Gpt2(fixtureConfig(init.get("config")));
+        CausalLM model = CausalLM.of(fixtureConfig(init.get("config")));
         try (ParameterStore store = ParameterStore.allocate(model, Device.cpu(), 5)) {
             Map<String, Parameter> params = model.namedParameters();
             assertEquals(init.get("stats").size(), params.size());
@@ -168,17 +168,17 @@ class Gpt2Test {
 
     @Test
     void defaultPositionsAreZeroToTMinusOne() {
-        Gpt2 model = new Gpt2(fixtureConfig(FIXTURE.get("config")));
+        CausalLM model = CausalLM.of(fixtureConfig(FIXTURE.get("config")));
         try (ParameterStore store = ParameterStore.allocate(model, Device.cpu(), 3); Scope s = Scope.open()) {
             loadWeights(model);
             Tensor ids = Fixtures.tensor(FIXTURE.get("input_ids"), DType.F32);
             Tensor positions = Fixtures.tensor(FIXTURE.get("position_ids"), DType.F32);
-            double[] explicit = model.forward(ids, null, positions).toDoubleArray();
-            assertArrayEquals(explicit, model.forward(ids, null, null).toDoubleArray());
+            double[] explicit = model.forward(ids, null, positions, null).toDoubleArray();
+            assertArrayEquals(explicit, model.forward(ids, null, null, null).toDoubleArray());
             // and positions matter: shifted positions change the logits
             int[] plusOne = positions.toIntArray();
             for (int i = 0; i < plusOne.length; i++) plusOne[i]++;
-            double[] shifted = model.forward(ids, null, Tensor.ofInts(plusOne, positions.shape())).toDoubleArray();
+            double[] shifted = model.forward(ids, null, Tensor.ofInts(plusOne, positions.shape()), null).toDoubleArray();
             assertTrue(maxRelError(explicit, shifted) > 1e-3, "positions reach the logits");
         }
     }
@@ -186,10 +186,10 @@ class Gpt2Test {
     @Test
     void sequencesLongerThanNPositionsAreRejected() {
         Gpt2Config c = fixtureConfig(FIXTURE.get("config"));
-        Gpt2 model = new Gpt2(c);
+        CausalLM model = CausalLM.of(c);
         try (ParameterStore store = ParameterStore.allocate(model, Device.cpu(), 3); Scope s = Scope.open()) {
             Tensor ids = Tensor.ofInts(new int[c.nPositions() + 1], 1, c.nPositions() + 1);
-            assertThrows(IllegalArgumentException.class, () -> model.forward(ids, null, null));
+            assertThrows(IllegalArgumentException.class, () -> model.forward(ids, null, null, null));
         }
     }
 
@@ -198,23 +198,23 @@ class Gpt2Test {
         Gpt2Config t = fixtureConfig(FIXTURE.get("config"));
         Gpt2Config c = new Gpt2Config(t.vocabSize(), t.nPositions(), t.nEmbd(), t.nLayer(), t.nHead(),
                 t.layerNormEpsilon(), t.initializerRange(), 0.3, 0.3);
-        Gpt2 plain = new Gpt2(t), dropping = new Gpt2(c);
+        CausalLM plain = CausalLM.of(t), dropping = CausalLM.of(c);
         try (ParameterStore a = ParameterStore.allocate(plain, Device.cpu(), 3);
              ParameterStore b = ParameterStore.allocate(dropping, Device.cpu(), 3);
              Scope s = Scope.open()) {
             loadWeights(plain);
             loadWeights(dropping);
             Tensor ids = Fixtures.tensor(FIXTURE.get("input_ids"), DType.F32);
-            double[] reference = plain.forward(ids, null, null).toDoubleArray();
+            double[] reference = plain.forward(ids, null, null, null).toDoubleArray();
             dropping.train(false);
-            assertArrayEquals(reference, dropping.forward(ids, null, null).toDoubleArray(), "eval mode: no dropout");
+            assertArrayEquals(reference, dropping.forward(ids, null, null, null).toDoubleArray(), "eval mode: no dropout");
             dropping.train(true);
-            dropping.setDropoutSeed(11);
-            double[] first = dropping.forward(ids, null, null).toDoubleArray();
+            dropping.base().setDropoutSeed(11);
+            double[] first = dropping.forward(ids, null, null, null).toDoubleArray();
             assertTrue(maxRelError(reference, first) > 1e-2, "training mode drops");
-            dropping.setDropoutSeed(11);
-            assertArrayEquals(first, dropping.forward(ids, null, null).toDoubleArray(), "same seed, same masks");
-            assertTrue(maxRelError(first, dropping.forward(ids, null, null).toDoubleArray()) > 1e-2,
+            dropping.base().setDropoutSeed(11);
+            assertArrayEquals(first, dropping.forward(ids, null, null, null).toDoubleArray(), "same seed, same masks");
+            assertTrue(maxRelError(first, dropping.forward(ids, null, null, null).toDoubleArray()) > 1e-2,
                     "each forward advances the seed");
         }
     }

@@ -44,7 +44,7 @@ class TinyGptLearnsTest {
     void tinyGptLearnsToReverseDigitsAndGeneralisesToUnseenSequences() {
         long t0 = System.nanoTime(), cpu0 = processCpuNanos();
         Random rng = new Random(SEED);
-        Gpt2 model = new Gpt2(Gpt2Config.tiny(VOCAB, T, N_EMBD, N_LAYER, N_HEAD));
+        CausalLM model = CausalLM.of(Gpt2Config.tiny(VOCAB, T, N_EMBD, N_LAYER, N_HEAD));
         Set<Long> seen = new HashSet<>();
         double[] losses = new double[STEPS];
         LrSchedule schedule = LrSchedule.cosine(WARMUP, STEPS);
@@ -59,7 +59,7 @@ class TinyGptLearnsTest {
                 }
                 try (Scope s = Scope.open()) {
                     store.zeroGrad();
-                    Tensor loss = Functional.crossEntropy(model.forward(Tensor.ofInts(ids, BATCH, T), null, null),
+                    Tensor loss = Functional.crossEntropy(model.forward(Tensor.ofInts(ids, BATCH, T), null, null, null),
                             Tensor.ofInts(targets, BATCH, T), -100);
                     loss.backward();
                     double clip = GradClip.coefficient(GradClip.globalNorm(store.grad()), MAX_GRAD_NORM);
@@ -111,7 +111,7 @@ class TinyGptLearnsTest {
     }
 
     /** Greedy autoregressive decoding of the answer after each prompt {@code x SEP} of length {@code len}. */
-    private static int[][] greedyDecode(Gpt2 model, int[][] prompts, int len) {
+    private static int[][] greedyDecode(CausalLM model, int[][] prompts, int len) {
         int n = prompts.length;
         int[][] out = new int[n][len];
         model.train(false);
@@ -124,7 +124,7 @@ class TinyGptLearnsTest {
                     ids[i * t + len] = SEP;
                     System.arraycopy(out[i], 0, ids, i * t + len + 1, j);
                 }
-                float[] logits = model.forward(Tensor.ofInts(ids, n, t), null, null).toFloatArray();
+                float[] logits = model.forward(Tensor.ofInts(ids, n, t), null, null, null).toFloatArray();
                 for (int i = 0; i < n; i++) {
                     int base = (i * t + t - 1) * VOCAB, best = 0;
                     assertFalse(Float.isNaN(logits[base]), "NaN logits");

@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.github.rlhf4j.model.Gpt2;
+import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.Gpt2Config;
 import io.github.rlhf4j.runtime.DType;
 import io.github.rlhf4j.runtime.Device;
@@ -54,7 +54,7 @@ class ParameterStoreTest {
 
     @Test
     void everyParameterStartsAtAnAlignedOffsetInDeclarationOrder() {
-        for (Module m : List.<Module>of(new Odd(), new Gpt2(Gpt2Config.tiny(23, 16, 24, 2, 4)))) {
+        for (Module m : List.<Module>of(new Odd(), CausalLM.of(Gpt2Config.tiny(23, 16, 24, 2, 4)))) {
             List<String> declared = new ArrayList<>(m.namedParameters().keySet());
             try (ParameterStore store = ParameterStore.allocate(m, CPU, 1)) {
                 List<ParameterStore.Entry> entries = store.entries();
@@ -144,10 +144,10 @@ class ParameterStoreTest {
 
     @Test
     void modelGradientsLandInTheFlatGradientAndZeroGradClearsThem() {
-        Gpt2 model = new Gpt2(Gpt2Config.tiny(23, 16, 24, 2, 4));
+        CausalLM model = CausalLM.of(Gpt2Config.tiny(23, 16, 24, 2, 4));
         try (ParameterStore store = ParameterStore.allocate(model, CPU, 3); Scope s = Scope.open()) {
             Tensor ids = Tensor.ofInts(new int[] {1, 5, 7, 22, 3, 0, 9, 14}, 2, 4);
-            Tensor loss = Functional.crossEntropy(model.forward(ids, null, null), ids, -100);
+            Tensor loss = Functional.crossEntropy(model.forward(ids, null, null, null), ids, -100);
             loss.backward();
             double[] flat = store.grad().toDoubleArray();
             for (ParameterStore.Entry e : store.entries()) {
@@ -201,9 +201,9 @@ class ParameterStoreTest {
 
     @Test
     void sameSeedGivesSameWeightsAndAnotherSeedOthers() {
-        double[] a = initial(new Gpt2(Gpt2Config.tiny(23, 16, 24, 2, 4)), 7);
-        double[] b = initial(new Gpt2(Gpt2Config.tiny(23, 16, 24, 2, 4)), 7);
-        double[] c = initial(new Gpt2(Gpt2Config.tiny(23, 16, 24, 2, 4)), 8);
+        double[] a = initial(CausalLM.of(Gpt2Config.tiny(23, 16, 24, 2, 4)), 7);
+        double[] b = initial(CausalLM.of(Gpt2Config.tiny(23, 16, 24, 2, 4)), 7);
+        double[] c = initial(CausalLM.of(Gpt2Config.tiny(23, 16, 24, 2, 4)), 8);
         assertArrayEquals(a, b, "same config and seed, same weights");
         int same = 0, random = 0;
         for (int i = 0; i < a.length; i++) {
@@ -222,7 +222,7 @@ class ParameterStoreTest {
 
     @Test
     void rangesSplitTheFlatBufferByDeepSpeedChatsNoDecayRule() {
-        Gpt2 model = new Gpt2(Gpt2Config.tiny(23, 16, 24, 2, 4));
+        CausalLM model = CausalLM.of(Gpt2Config.tiny(23, 16, 24, 2, 4));
         try (ParameterStore store = ParameterStore.allocate(model, CPU, 1)) {
             List<ParameterStore.Range> ranges = store.ranges(ParameterStore::dsChatNoDecay);
             assertEquals(0, ranges.get(0).start());

@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.github.rlhf4j.model.Gpt2;
+import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.Gpt2Config;
 import io.github.rlhf4j.nn.Init;
 import io.github.rlhf4j.nn.Module;
@@ -125,7 +125,7 @@ class AdamWTest {
     }
 
     /**
-     * AdamW.forStore over transformers' GPT-2 layout (Gpt2 with Gpt2Config.tiny): with torch's initial weights and
+     * AdamW.forStore over transformers' GPT-2 layout (CausalLM with Gpt2Config.tiny): with torch's initial weights and
      * gradients copied in and two parameters frozen, each step matches torch.optim.AdamW over DeepSpeed-Chat's
      * get_optimizer_grouped_parameters groups, and the frozen parameters keep their values although their gradient
      * slots hold nonzero numbers; the alignment gaps of the flat buffer stay zero.
@@ -134,7 +134,7 @@ class AdamWTest {
     void forStoreOverTinyGpt2MatchesTorchWithDsChatGroupsAndSkipsFrozenParameters() {
         JsonNode f = FIXTURE.get("adamw_gpt2");
         JsonNode cfg = f.get("config");
-        Gpt2 model = new Gpt2(Gpt2Config.tiny(cfg.get("vocab_size").asInt(), cfg.get("n_positions").asInt(),
+        CausalLM model = CausalLM.of(Gpt2Config.tiny(cfg.get("vocab_size").asInt(), cfg.get("n_positions").asInt(),
                 cfg.get("n_embd").asInt(), cfg.get("n_layer").asInt(), cfg.get("n_head").asInt()));
         Set<String> frozen = new HashSet<>();
         f.get("frozen").forEach(n -> frozen.add(n.asText()));

@@ -9,7 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.github.rlhf4j.model.Gpt2;
+import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.Gpt2Config;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.runtime.DType;
@@ -123,7 +123,7 @@ class GradClipTest {
     void globalNormOfAStoreFlatGradientMatchesClipGradNormOverTheModel() {
         JsonNode f = FIXTURE.get("adamw_gpt2");
         JsonNode cfg = f.get("config");
-        Gpt2 model = new Gpt2(Gpt2Config.tiny(cfg.get("vocab_size").asInt(), cfg.get("n_positions").asInt(),
+        CausalLM model = CausalLM.of(Gpt2Config.tiny(cfg.get("vocab_size").asInt(), cfg.get("n_positions").asInt(),
                 cfg.get("n_embd").asInt(), cfg.get("n_layer").asInt(), cfg.get("n_head").asInt()));
         Set<String> frozen = new HashSet<>();
         f.get("frozen").forEach(n -> frozen.add(n.asText()));

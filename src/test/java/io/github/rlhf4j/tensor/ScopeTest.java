@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.github.rlhf4j.model.Gpt2;
+import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.Gpt2Config;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.optim.AdamW;
@@ -23,7 +23,7 @@ class ScopeTest {
         dev.pool().trim();
         long start = dev.memory().inUse();
         long afterFirst = -1;
-        Gpt2 model = new Gpt2(Gpt2Config.tiny(17, 8, 16, 2, 2));
+        CausalLM model = CausalLM.of(Gpt2Config.tiny(17, 8, 16, 2, 2));
         try (ParameterStore store = ParameterStore.allocate(model, dev, 3);
              AdamW opt = AdamW.forStore(store, AdamW.Config.dsChat(1e-3, 0.01))) {
             int[] ids = {1, 5, 9, 3, 2, 16, 0, 7, 4, 4, 8, 12};
@@ -31,7 +31,7 @@ class ScopeTest {
             for (int step = 0; step < 1000; step++) {
                 try (Scope s = Scope.open(dev)) {
                     store.zeroGrad();
-                    Tensor logits = model.forward(Tensor.ofInts(ids, 2, 6), null, null);
+                    Tensor logits = model.forward(Tensor.ofInts(ids, 2, 6), null, null, null);
                     Functional.crossEntropy(logits, Tensor.ofInts(targets, 2, 6), -100).backward();
                     opt.step();
                 }

@@ -1,6 +1,6 @@
 package io.github.rlhf4j.bench;
 
-import io.github.rlhf4j.model.Gpt2;
+import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.Gpt2Config;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.optim.AdamW;
@@ -50,7 +50,7 @@ public class TrainStepBenchmark {
     @Param({"2"})
     public int threads;
 
-    private Gpt2 gpt;
+    private CausalLM gpt;
     private ParameterStore store;
     private AdamW opt;
     private int[] ids, targets;
@@ -75,7 +75,7 @@ public class TrainStepBenchmark {
         Device dev = Device.cpu();
         dev.setNumThreads(threads);
         Gpt2Config cfg = config(model);
-        gpt = new Gpt2(cfg);
+        gpt = CausalLM.of(cfg);
         store = ParameterStore.allocate(gpt, dev, 1);
         opt = AdamW.forStore(store, AdamW.Config.dsChat(1e-4, 0.0));
         ids = tokens(batch * seq, cfg.vocabSize(), 0);
@@ -86,7 +86,7 @@ public class TrainStepBenchmark {
     public double step() {
         try (Scope s = Scope.open(Device.cpu())) {
             store.zeroGrad();
-            Tensor logits = gpt.forward(Tensor.ofInts(ids, batch, seq), null, null);
+            Tensor logits = gpt.forward(Tensor.ofInts(ids, batch, seq), null, null, null);
             Tensor loss = Functional.crossEntropy(logits, Tensor.ofInts(targets, batch, seq), -100);
             loss.backward();
             opt.step();
