@@ -300,6 +300,59 @@ public final class Tensor {
         }
     }
 
+    /**
+     * Overwrites this contiguous tensor with the {@code numel()} values of {@code srcDtype} in host memory
+     * {@code src} (a mapped checkpoint file, say), converting to this tensor's dtype on the device: no copy through
+     * the Java heap. Not recorded by autograd.
+     */
+    public Tensor copyFromHost(MemorySegment src, DType srcDtype) {
+        long n = numel(), bytes = n * srcDtype.size;
+        if (src.byteSize() != bytes)
+            throw new IllegalArgumentException("copyFromHost: " + src.byteSize() + " bytes for " + describe()
+                    + " from " + srcDtype + " (" + bytes + " expected)");
+        if (!isContiguous()) throw new IllegalArgumentException("copyFromHost: " + describe() + " is not contiguous");
+        if ((srcDtype == DType.I32) != (dtype == DType.I32))
+            throw new IllegalArgumentException("copyFromHost: cannot convert " + srcDtype + " into " + describe());
+        if (!src.isNative()) throw new IllegalArgumentException("copyFromHost: src must be native (off-heap) memory");
+        checkInPlace("copyFromHost");
+        if (srcDtype == dtype) {
+            abi().memcpy(stream(), address(), src.address(), bytes, 0);
+        } else if (device().isCpu()) {
+            abi().convert(stream(), srcDtype.code, src.address(), dtype.code, address(), n);
+        } else {
+            try (Scope tmp = Scope.open(device())) {
+                Tensor staged = tmp.empty(srcDtype, shape);
+                abi().memcpy(stream(), staged.address(), src.address(), bytes, 0);
+                abi().convert(stream(), srcDtype.code, staged.address(), dtype.code, address(), n);
+            }
+        }
+        bumpVersion();
+        return this;
+    }
+
+    /**
+     * Writes this tensor's values, converted to {@code dstDtype}, into host memory {@code dst} of exactly
+     * {@code numel() * dstDtype.size} bytes (a mapped file being written, say).
+     */
+    public void copyToHost(MemorySegment dst, DType dstDtype) {
+        long n = numel(), bytes = n * dstDtype.size;
+        if (dst.byteSize() != bytes)
+            throw new IllegalArgumentException("copyToHost: " + dst.byteSize() + " bytes for " + describe() + " as "
+                    + dstDtype + " (" + bytes + " expected)");
+        if (!dst.isNative()) throw new IllegalArgumentException("copyToHost: dst must be native (off-heap) memory");
+        try (Autograd.NoGrad ignored = Autograd.noGrad(); Scope tmp = Scope.open(device())) {
+            Tensor src = isContiguous() ? this : contiguous();
+            if (src.dtype == dstDtype) {
+                abi().memcpy(stream(), dst.address(), src.address(), bytes, 1);
+            } else if (device().isCpu()) {
+                abi().convert(stream(), src.dtype.code, src.address(), dstDtype.code, dst.address(), n);
+            } else {
+                Tensor conv = src.to(dstDtype);
+                abi().memcpy(stream(), dst.address(), conv.address(), bytes, 1);
+            }
+        }
+    }
+
     /** Overwrites this contiguous tensor with {@code data} (converted to its dtype). Not recorded by autograd. */
     public Tensor copyFrom(float[] data) {
         return copyFromHost(MemorySegment.ofArray(data), DType.F32, data.length, JAVA_FLOAT);

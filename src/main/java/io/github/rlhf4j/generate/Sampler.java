@@ -1,0 +1,82 @@
+package io.github.rlhf4j.generate;
+
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+/**
+ * Picks the next token of one sequence from its logits, as transformers' logits processors do, in their order:
+ * repetition penalty (a seen token's logit divided by the penalty when positive, multiplied when negative), then
+ * temperature, top-k, top-p (the smallest set of most likely tokens whose probability reaches top_p, at least one),
+ * then argmax (greedy) or a draw from the softmax.
+ */
+final class Sampler {
+    private final GenerationConfig config;
+    private final SplittableRandom random;
+
+    Sampler(GenerationConfig config) {
+        this.config = config;
+        this.random = new SplittableRandom(config.seed());
+    }
+
+    /** The next token given {@code logits} (modified in place) and the tokens seen so far (prompt and answer). */
+    int next(float[] logits, int[] seen, int seenCount) {
+        double rp = config.repetitionPenalty();
+        if (rp != 1.0) {
+            boolean[] done = new boolean[logits.length];
+            for (int i = 0; i < seenCount; i++) {
+                int t = seen[i];
+                if (t < 0 || t >= logits.length || done[t]) continue;
+                done[t] = true;
+                logits[t] = (float) (logits[t] < 0 ? logits[t] * rp : logits[t] / rp);
+            }
+        }
+        if (!config.doSample()) return argmax(logits);
+        int v = logits.length;
+        if (config.temperature() != 1.0)
+            for (int i = 0; i < v; i++) logits[i] = (float) (logits[i] / config.temperature());
+        if (config.topK() > 0 && config.topK() < v) {
+            float[] sorted = logits.clone();
+            Arrays.sort(sorted);
+            float kth = sorted[v - config.topK()];
+            for (int i = 0; i < v; i++) if (logits[i] < kth) logits[i] = Float.NEGATIVE_INFINITY;
+        }
+        double max = Double.NEGATIVE_INFINITY;
+        for (float x : logits) max = Math.max(max, x);
+        double[] p = new double[v];
+        double sum = 0;
+        for (int i = 0; i < v; i++) {
+            p[i] = Math.exp(logits[i] - max);
+            sum += p[i];
+        }
+        for (int i = 0; i < v; i++) p[i] /= sum;
+        if (config.topP() < 1.0) {
+            // keep the most likely tokens until their mass reaches top_p (ties broken by lower id first)
+            Integer[] idx = new Integer[v];
+            for (int i = 0; i < v; i++) idx[i] = i;
+            Arrays.sort(idx, (a, b) -> p[a] != p[b] ? Double.compare(p[b], p[a]) : Integer.compare(a, b));
+            double mass = 0;
+            int keep = 0;
+            while (keep < v && (keep == 0 || mass < config.topP())) mass += p[idx[keep++]];
+            double kept = 0;
+            for (int i = keep; i < v; i++) p[idx[i]] = 0;
+            for (int i = 0; i < keep; i++) kept += p[idx[i]];
+            for (int i = 0; i < v; i++) p[i] /= kept;
+        }
+        double u = random.nextDouble(), c = 0;
+        int last = -1;
+        for (int i = 0; i < v; i++) {
+            if (p[i] == 0) continue;
+            c += p[i];
+            last = i;
+            if (u < c) return i;
+        }
+        return last;
+    }
+
+    /** The first index of the largest logit, as torch.argmax. */
+    static int argmax(float[] logits) {
+        int best = 0;
+        for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+}
