@@ -44,6 +44,8 @@ def main():
     m32 = GPT2LMHeadModel.from_pretrained(ROOT, dtype=torch.float32).eval()
     with torch.no_grad():
         greedy = m32.generate(ids_t, attention_mask=mask_t, do_sample=False, max_new_tokens=12, pad_token_id=pad)
+        penalised = m32.generate(ids_t, attention_mask=mask_t, do_sample=False, max_new_tokens=12, pad_token_id=pad,
+                                 repetition_penalty=1.5)
     out = {
         "transformers": transformers.__version__, "torch": torch.__version__,
         "input_ids": ids, "attention_mask": mask, "position_ids": pos_t.tolist(), "positions": "explicit",
@@ -51,6 +53,8 @@ def main():
         "unpadded_ids": rows[0], "logits_unpadded": unpadded.flatten().tolist(),
         "greedy": {"max_new_tokens": 12, "pad_token_id": pad, "eos_token_id": cfg.eos_token_id,
                    "sequences": greedy.tolist()},
+        "greedy_repetition_penalty": {"max_new_tokens": 12, "pad_token_id": pad, "eos_token_id": cfg.eos_token_id,
+                                      "repetition_penalty": 1.5, "sequences": penalised.tolist()},
     }
     with open(os.path.join(ROOT, "expected.json"), "w") as f:
         json.dump(out, f)
