@@ -3,7 +3,7 @@ package io.github.rlhf4j.model;
 /**
  * What every model family's config (a record named after transformers' config class) tells the rest of rlhf4j: the
  * shapes the KV cache, the heads and generation need, and how transformers names the base model's parameters.
- * Each family record parses its own config.json fields (see {@link HfConfig}).
+ * Each family record parses its own config.json fields (see {@link Models#config(ConfigJson)}).
  */
 public interface ModelConfig {
     /** config.json's {@code model_type}: gpt2, opt, gpt_neo, llama, qwen2. */

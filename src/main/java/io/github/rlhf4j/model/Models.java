@@ -14,6 +14,9 @@ public final class Models {
         String type = json.modelType();
         return switch (type) {
             case "gpt2" -> Gpt2Config.fromJson(json);
+            case "opt" -> OptConfig.fromJson(json);
+            case "gpt_neo" -> GptNeoConfig.fromJson(json);
+            case "llama", "qwen2" -> LlamaConfig.fromJson(json);
             // FAMILIES-CONFIG (helpers add their families here)
             default -> throw json.error("model_type", "= \"" + type + "\" is not supported; rlhf4j implements "
                     + String.join(", ", SUPPORTED));
@@ -29,6 +32,9 @@ public final class Models {
     public static Transformer base(ModelConfig config) {
         return switch (config) {
             case Gpt2Config c -> new Gpt2Model(c);
+            case OptConfig c -> new OptModel(c);
+            case GptNeoConfig c -> new GptNeoModel(c);
+            case LlamaConfig c -> new LlamaModel(c);
             // FAMILIES-BASE (helpers add their families here)
             default -> throw new IllegalArgumentException("no model for config " + config.getClass().getName());
         };

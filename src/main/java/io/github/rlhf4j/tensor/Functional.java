@@ -303,6 +303,7 @@ public final class Functional {
         if (keyMask != null) {
             Ops.dtype(op, keyMask, DType.I32, "keyMask");
             Ops.shape(op, keyMask, new int[] {b, tmax}, "keyMask");
+            Ops.sameDevice(op, q, keyMask);
             if (!keyMask.isContiguous()) keyMask = keyMask.contiguous();
         }
         if (Autograd.needsGrad(q, kCache, vCache))
@@ -362,6 +363,8 @@ public final class Functional {
         if (rotaryDim <= 0 || rotaryDim > d || rotaryDim % 2 != 0)
             throw new IllegalArgumentException(op + ": rotaryDim " + rotaryDim + " must be even and in (0, " + d + "]");
         Ops.shape(op, invFreq, new int[] {rotaryDim / 2}, "invFreq");
+        Ops.sameDevice(op, x, positions);
+        Ops.sameDevice(op, x, invFreq);
         Tensor xc = rowStrided(x), pc = positions.contiguous(), fc = invFreq.contiguous();
         Tensor y = Ops.out(x, x.dtype(), b, t, h, d);
         int dt = x.dtype().code;
