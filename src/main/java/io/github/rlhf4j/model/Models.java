@@ -17,7 +17,6 @@ public final class Models {
             case "opt" -> OptConfig.fromJson(json);
             case "gpt_neo" -> GptNeoConfig.fromJson(json);
             case "llama", "qwen2" -> LlamaConfig.fromJson(json);
-            // FAMILIES-CONFIG (helpers add their families here)
             default -> throw json.error("model_type", "= \"" + type + "\" is not supported; rlhf4j implements "
                     + String.join(", ", SUPPORTED));
         };
@@ -35,7 +34,6 @@ public final class Models {
             case OptConfig c -> new OptModel(c);
             case GptNeoConfig c -> new GptNeoModel(c);
             case LlamaConfig c -> new LlamaModel(c);
-            // FAMILIES-BASE (helpers add their families here)
             default -> throw new IllegalArgumentException("no model for config " + config.getClass().getName());
         };
     }
