@@ -1,0 +1,37 @@
+package io.github.rlhf4j.cli;
+
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+
+/** Runs {@code rlhf4j ...} in this JVM with stdin from a string and stdout/stderr captured. */
+record Cli(int exit, String out, String err) {
+    static Cli piped(String stdin, String... args) {
+        PrintStream oldOut = System.out, oldErr = System.err;
+        InputStream oldIn = System.in;
+        ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+        System.setIn(new ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8)));
+        int exit;
+        try {
+            exit = Main.run(args);
+        } finally {
+            System.setOut(oldOut);
+            System.setErr(oldErr);
+            System.setIn(oldIn);
+        }
+        return new Cli(exit, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+    }
+
+    static Cli run(String... args) {
+        return piped("", args);
+    }
+
+    @Override
+    public String toString() {
+        return "exit " + exit + "\n--- stdout:\n" + out + "\n--- stderr:\n" + err;
+    }
+}
