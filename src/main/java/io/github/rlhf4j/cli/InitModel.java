@@ -75,7 +75,7 @@ final class InitModel implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), "--out " + out
                     + " exists and is not empty; pass --force to replace it");
         long start = System.nanoTime();
-        try (HfModel model = HfModel.random(json, Device.cpu(), DType.F32, seed)) {
+        try (HfModel model = HfModel.random(json, Device.cpu(), DType.F32, seed, false)) {
             HfModel.save(model.model(), json, out, tokenizer, type, 5L << 30);
             long params = model.parameters().parameterCount();
             stdout.printf(Locale.ROOT, "%s: %,d parameters (%s in %s), seed %d%n", json.modelType(), params,

@@ -13,20 +13,24 @@ import java.util.Arrays;
  * prefill pass over them, then one token per step for every unfinished sequence. Position ids are
  * {@code cumsum(mask) - 1} (1 at pads) as generate passes them, so a padded prompt gives the tokens it would give
  * alone. A sequence ends at an EOS token (unless ignored) or after max_new_tokens; finished sequences are dropped
- * from the batch and the cache, so they stop costing work.
+ * from the batch and the cache, so they stop costing work. A {@link TokenListener} sees every token as it comes and
+ * can end its sequence early.
  *
  * <p>The model's own parameters are read: generation and training share the same weights (DeepSpeed's Hybrid
  * Engine gets this with a copy; here there is nothing to copy). Runs under {@link Autograd#noGrad()}.
  */
 public final class Generator {
-    /** Called with each new token of sequence {@code row} (its index in the prompts), as it is picked. */
+    /**
+     * Called with each new token of sequence {@code row} (its index in the prompts), as it is picked; returns false
+     * to end that sequence there (a stop string seen, a client gone), true to go on.
+     */
     @FunctionalInterface
     public interface TokenListener {
-        void onToken(int row, int token);
+        boolean onToken(int row, int token);
     }
 
-    /** Why a sequence stopped. */
-    public enum Finish { EOS, LENGTH }
+    /** Why a sequence stopped: an EOS token, max_new_tokens, or its listener said stop. */
+    public enum Finish { EOS, LENGTH, STOPPED }
 
     /**
      * The outcome: per prompt the new tokens (EOS included when it ended there) and why it stopped; and transformers'
@@ -109,8 +113,9 @@ public final class Generator {
                     int token = sampler.next(rowLogits, seen[row], seenCount[row]);
                     out[row][outCount[row]++] = token;
                     seen[row][seenCount[row]++] = token;
-                    if (listener != null) listener.onToken(row, token);
+                    boolean go = listener == null || listener.onToken(row, token);
                     if (config.isEos(token)) finish[row] = Finish.EOS;
+                    else if (!go) finish[row] = Finish.STOPPED;
                     else if (outCount[row] == config.maxNewTokens()) finish[row] = Finish.LENGTH;
                     else {
                         keep[kept] = k;

@@ -53,12 +53,20 @@ public final class HfModel implements AutoCloseable {
         this.parameters = parameters;
     }
 
-    /** Loads {@code dir}'s model on {@code device} with parameters in {@code dtype} (F32; F64 for checks). */
+    /**
+     * Loads {@code dir}'s model on {@code device} with parameters in {@code dtype} (F32; F64 for checks), with
+     * gradient buffers for training.
+     */
     public static HfModel load(Path dir, Device device, DType dtype) {
+        return load(dir, device, dtype, true);
+    }
+
+    /** As {@link #load(Path, Device, DType)}; {@code trainable} false loads for inference only (no gradients). */
+    public static HfModel load(Path dir, Device device, DType dtype, boolean trainable) {
         ConfigJson json = ConfigJson.read(dir.resolve("config.json"));
         ModelConfig config = Models.config(json);
         CausalLM model = CausalLM.of(config);
-        ParameterStore store = ParameterStore.allocate(model, device, dtype, 0);
+        ParameterStore store = ParameterStore.allocate(model, device, dtype, 0, trainable);
         try {
             loadWeights(model, config.basePrefix(), dir, Set.of());
         } catch (RuntimeException e) {
@@ -71,9 +79,14 @@ public final class HfModel implements AutoCloseable {
 
     /** A randomly initialised model of {@code config} (transformers' initialisation scheme, Philox(seed)). */
     public static HfModel random(ConfigJson config, Device device, DType dtype, long seed) {
+        return random(config, device, dtype, seed, true);
+    }
+
+    /** As {@link #random(ConfigJson, Device, DType, long)}; {@code trainable} false: no gradient buffers. */
+    public static HfModel random(ConfigJson config, Device device, DType dtype, long seed, boolean trainable) {
         ModelConfig c = Models.config(config);
         CausalLM model = CausalLM.of(c);
-        return new HfModel(null, config, model, ParameterStore.allocate(model, device, dtype, seed));
+        return new HfModel(null, config, model, ParameterStore.allocate(model, device, dtype, seed, trainable));
     }
 
     /** The directory it was loaded from (null for a random model). */

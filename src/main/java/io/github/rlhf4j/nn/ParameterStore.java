@@ -49,6 +49,14 @@ public final class ParameterStore implements AutoCloseable {
 
     /** As {@link #allocate(Module, Device, long)} in {@code dtype}: F64 serves gradient checks of whole models. */
     public static ParameterStore allocate(Module model, Device device, DType dtype, long seed) {
+        return allocate(model, device, dtype, seed, true);
+    }
+
+    /**
+     * As {@link #allocate(Module, Device, DType, long)}; with {@code trainable} false, for inference only (a frozen
+     * reference or reward model, generation, serving): no gradient buffer, half the memory, every parameter frozen.
+     */
+    public static ParameterStore allocate(Module model, Device device, DType dtype, long seed, boolean trainable) {
         if (!dtype.isFloatingPoint()) throw new IllegalArgumentException("parameters must be floating point, not " + dtype);
         List<Entry> entries = new ArrayList<>();
         long offset = 0;
@@ -65,14 +73,15 @@ public final class ParameterStore implements AutoCloseable {
                     + "is not supported yet");
         Scope scope = Scope.detached(device);
         Tensor data = scope.zeros(dtype, (int) offset);
-        Tensor grad = scope.zeros(dtype, (int) offset);
+        Tensor grad = trainable ? scope.zeros(dtype, (int) offset) : null;
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             for (Entry e : entries) {
                 Parameter p = e.parameter();
                 Tensor value = view(data, e).name(e.name());
                 initialise(value, p.init(), seed, e.offset());
+                if (!trainable) p.setFrozen(true);
                 value.requiresGrad(!p.isFrozen());
-                value.setGrad(view(grad, e));
+                if (grad != null) value.setGrad(view(grad, e));
                 p.bind(value);
             }
         }
@@ -101,7 +110,13 @@ public final class ParameterStore implements AutoCloseable {
 
     /** All gradients, flat, in the same layout. */
     public Tensor grad() {
+        if (grad == null) throw new IllegalStateException("this ParameterStore is for inference only: no gradients");
         return grad;
+    }
+
+    /** Whether it has gradients (false for an inference-only store). */
+    public boolean isTrainable() {
+        return grad != null;
     }
 
     public List<Entry> entries() {
@@ -127,7 +142,7 @@ public final class ParameterStore implements AutoCloseable {
     /** Sets every gradient to zero: one memset over the flat buffer. */
     public void zeroGrad() {
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
-            grad.fill(0);
+            grad().fill(0);
         }
     }
 

@@ -45,7 +45,7 @@ public final class TextGenerator implements AutoCloseable {
     public static TextGenerator load(Path dir, Device device) {
         Tokenizer tokenizer = Tokenizer.load(dir);
         try {
-            HfModel model = HfModel.load(dir, device, DType.F32);
+            HfModel model = HfModel.load(dir, device, DType.F32, false);
             try {
                 Path fileName = dir.toAbsolutePath().normalize().getFileName();
                 return new TextGenerator(model, tokenizer, fileName == null ? dir.toString() : fileName.toString());
@@ -132,13 +132,6 @@ public final class TextGenerator implements AutoCloseable {
         }
     }
 
-    /** Thrown from the token listener to end generation early; carries no stack trace. */
-    private static final class StopGeneration extends RuntimeException {
-        StopGeneration() {
-            super(null, null, false, false);
-        }
-    }
-
     /**
      * Generates a reply to {@code prompt}, calling {@code onText} (may be null) with each piece of text as soon as it
      * is final. The pieces concatenate to the returned {@link Completion#text()}. Generation ends at a stop id
@@ -154,18 +147,18 @@ public final class TextGenerator implements AutoCloseable {
         long start = System.nanoTime();
         long[] first = {0};
         Finish finish;
-        try {
-            Generator.Result r = generator.generate(prompt, config, (row, token) -> {
-                if (tokens.isEmpty()) first[0] = System.nanoTime() - start;
-                tokens.add(token);
-                if (config.isEos(token)) return; // ends the reply; its text is not part of it
-                if (out.add(decoder.push(token))) throw new StopGeneration();
-            });
+        Generator.Result r = generator.generate(prompt, config, (row, token) -> {
+            if (tokens.isEmpty()) first[0] = System.nanoTime() - start;
+            tokens.add(token);
+            if (config.isEos(token)) return true; // ends the reply; its text is not part of it
+            return !out.add(decoder.push(token)); // a stop string ends it
+        });
+        if (r.finish()[0] == Generator.Finish.STOPPED) {
+            finish = Finish.STOP;
+        } else {
             finish = r.finish()[0] == Generator.Finish.EOS ? Finish.STOP : Finish.LENGTH;
             if (out.add(decoder.finish())) finish = Finish.STOP;
             else out.flush();
-        } catch (StopGeneration e) {
-            finish = Finish.STOP;
         }
         int[] ids = tokens.stream().mapToInt(Integer::intValue).toArray();
         return new Completion(out.text(), ids, finish, prompt.length, first[0], System.nanoTime() - start);
@@ -182,6 +175,7 @@ public final class TextGenerator implements AutoCloseable {
         Generator.Result r = generator.generate(prompts, config, (row, token) -> {
             if (!any[0]) first[0] = System.nanoTime() - start;
             any[0] = true;
+            return true;
         });
         long total = System.nanoTime() - start;
         List<Completion> out = new ArrayList<>(prompts.length);

@@ -79,6 +79,31 @@ class GeneratorTest {
     }
 
     @Test
+    void aListenerCanEndItsSequenceAndOnlyThatOne() {
+        var cfg = GenerationConfig.greedy(10, 96, 96).withIgnoreEos(true);
+        Generator gen = new Generator(model.model());
+        int[] seen = new int[PROMPTS.length];
+        var r = gen.generate(PROMPTS, cfg, (row, token) -> row != 2 || ++seen[row] < 3);
+        assertEquals(Generator.Finish.STOPPED, r.finish()[2]);
+        assertEquals(3, r.tokens()[2].length);
+        var all = gen.generate(PROMPTS, cfg, null);
+        assertArrayEquals(java.util.Arrays.copyOf(all.tokens()[2], 3), r.tokens()[2]);
+        for (int i : new int[] {0, 1, 3}) assertArrayEquals(all.tokens()[i], r.tokens()[i], "row " + i + " unaffected");
+    }
+
+    @Test
+    void anInferenceOnlyModelHasNoGradientsAndGeneratesTheSame() {
+        try (HfModel frozen = HfModel.load(dir, Device.cpu(), DType.F32, false)) {
+            assertFalse(frozen.parameters().isTrainable());
+            assertThrows(IllegalStateException.class, () -> frozen.parameters().grad());
+            var cfg = GenerationConfig.greedy(8, 96, 96);
+            var a = new Generator(frozen.model()).generate(PROMPTS, cfg, null);
+            var b = new Generator(model.model()).generate(PROMPTS, cfg, null);
+            for (int i = 0; i < PROMPTS.length; i++) assertArrayEquals(b.tokens()[i], a.tokens()[i]);
+        }
+    }
+
+    @Test
     void ignoreEosGivesFixedLengthAnswers() {
         var r = new Generator(model.model()).generate(PROMPTS, GenerationConfig.greedy(9, 1, 96).withIgnoreEos(true), null);
         for (int i = 0; i < PROMPTS.length; i++) {
