@@ -8,7 +8,7 @@ import picocli.CommandLine.Command;
 /** {@code bin/rlhf4j}: the command line. */
 @Command(name = "rlhf4j", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = {"RLHF for the JVM: supervised fine-tuning, reward modelling and PPO on a native backend.", ""},
-        subcommands = {SelfTest.class, InitModel.class, Generate.class, Chat.class, Serve.class,
+        subcommands = {SelfTest.class, InitModel.class, Convert.class, Generate.class, Chat.class, Serve.class,
                 CommandLine.HelpCommand.class},
         footer = {"", "Examples:", "  bin/rlhf4j selftest            check the native backend, time a training step",
                 "  bin/rlhf4j selftest --threads 1",

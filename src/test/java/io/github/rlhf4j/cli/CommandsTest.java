@@ -32,6 +32,30 @@ class CommandsTest {
     }
 
     @Test
+    void convertRewritesAModelShardedAndInBf16() throws Exception {
+        Path src = Path.of(CommandsTest.class.getResource("/fixtures/models/llama_gqa_untied").toURI());
+        Path out = tmp.resolve("converted");
+        Cli r = Cli.run("convert", "--model", src.toString(), "--out", out.toString(), "--dtype", "bf16",
+                "--max-shard-size", "20KB");
+        org.junit.jupiter.api.Assertions.assertEquals(0, r.exit(), r.err());
+        org.junit.jupiter.api.Assertions.assertTrue(Files.exists(out.resolve("model.safetensors.index.json")));
+        try (var a = io.github.rlhf4j.model.HfModel.load(src, io.github.rlhf4j.runtime.Device.cpu(),
+                io.github.rlhf4j.runtime.DType.F32, false);
+             var b = io.github.rlhf4j.model.HfModel.load(out, io.github.rlhf4j.runtime.Device.cpu(),
+                     io.github.rlhf4j.runtime.DType.F32, false);
+             var s = io.github.rlhf4j.tensor.Scope.open()) {
+            org.junit.jupiter.api.Assertions.assertArrayEquals(
+                    a.parameters().data().to(io.github.rlhf4j.runtime.DType.BF16).to(io.github.rlhf4j.runtime.DType.F32).toFloatArray(),
+                    b.parameters().data().toFloatArray());
+            org.junit.jupiter.api.Assertions.assertEquals("bfloat16", b.configJson().string(
+                    b.configJson().has("dtype") ? "dtype" : "torch_dtype"));
+        }
+        Cli again = Cli.run("convert", "--model", src.toString(), "--out", out.toString());
+        org.junit.jupiter.api.Assertions.assertNotEquals(0, again.exit());
+        org.junit.jupiter.api.Assertions.assertTrue(again.err().contains("--force"), again.err());
+    }
+
+    @Test
     void initModelWritesTheSeededRandomModelWithTheTokenizer() throws IOException {
         Path config = tmp.resolve("init.json"), out = tmp.resolve("init");
         String json = TestModels.config("opt_style", 64);
