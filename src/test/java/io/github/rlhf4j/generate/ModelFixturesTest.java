@@ -78,7 +78,7 @@ class ModelFixturesTest {
                 int b = ids.length, t = ids[0].length;
                 boolean explicit = "explicit".equals(e.path("positions").asText("explicit"));
                 boolean f32 = "float32".equals(e.path("dtype").asText("float64"));
-                try (HfModel m = HfModel.load(dir, Device.cpu(), f32 ? DType.F32 : DType.F64); Scope s = Scope.open()) {
+                try (HfModel m = HfModel.load(dir, Device.cpu(), f32 ? DType.F32 : DType.F64, false); Scope s = Scope.open()) {
                     Tensor pos = explicit ? Tensor.ofInts(flat(rows(e.get("position_ids"))), b, t) : null;
                     double[] got = m.model().forward(Tensor.ofInts(flat(ids), b, t), Tensor.ofInts(flat(mask), b, t),
                             pos, null).toDoubleArray();
@@ -121,7 +121,7 @@ class ModelFixturesTest {
                         ? (g.get("eos_token_id").isArray() ? flat(rows(new ObjectMapper().createArrayNode().add(g.get("eos_token_id"))))
                         : new int[] {g.get("eos_token_id").asInt()}) : new int[0];
                 var config = new GenerationConfig(g.get("max_new_tokens").asInt(), false, 1, 0, 1, 1, eos, pad, false, 0);
-                try (HfModel m = HfModel.load(dir, Device.cpu(), DType.F32)) {
+                try (HfModel m = HfModel.load(dir, Device.cpu(), DType.F32, false)) {
                     var r = new Generator(m.model()).generate(prompts, config, null);
                     int[][] want = rows(g.get("sequences"));
                     for (int i = 0; i < want.length; i++)
