@@ -3,6 +3,10 @@ package io.github.rlhf4j.bench;
 import io.github.rlhf4j.generate.GenerationConfig;
 import io.github.rlhf4j.generate.Generator;
 import io.github.rlhf4j.model.CausalLM;
+import io.github.rlhf4j.model.ConfigJson;
+import io.github.rlhf4j.model.ModelConfig;
+import io.github.rlhf4j.model.Models;
+import io.github.rlhf4j.runtime.DType;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.runtime.Device;
 import java.util.concurrent.TimeUnit;
@@ -36,9 +40,16 @@ import org.openjdk.jmh.annotations.Warmup;
 @Measurement(iterations = 3, time = 10)
 @Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
 public class DecodeBenchmark {
-    /** "tiny": 4 layers x 256, vocab 512 (3.3M parameters); "gpt2": GPT-2 small (124M). */
+    /**
+     * "tiny": 4 layers x 256, vocab 512 (3.3M parameters); "gpt2": GPT-2 small (124M); "opt-1.3b": OPT-1.3B's
+     * shape (the GPU benchmark of bench/gpu/decode.sh).
+     */
     @Param({"gpt2"})
     public String model;
+
+    /** "cpu" or "cuda:N". */
+    @Param({"cpu"})
+    public String device;
 
     @Param({"1"})
     public int batch;
@@ -59,16 +70,24 @@ public class DecodeBenchmark {
 
     @Setup(Level.Trial)
     public void setup() {
-        Device dev = Device.cpu();
-        dev.setNumThreads(threads);
-        var cfg = TrainStepBenchmark.config(model);
+        Device dev = Device.parse(device);
+        if (dev.isCpu()) dev.setNumThreads(threads);
+        ModelConfig cfg = model.equals("opt-1.3b") ? Models.config(ConfigJson.parse("opt-1.3b", OPT_1_3B))
+                : TrainStepBenchmark.config(model);
         gpt = CausalLM.of(cfg);
-        store = ParameterStore.allocate(gpt, dev, 1);
+        store = ParameterStore.allocate(gpt, dev, DType.F32, 1, false);
         gpt.train(false);
         prompts = new int[batch][];
         for (int b = 0; b < batch; b++) prompts[b] = TrainStepBenchmark.tokens(prompt, cfg.vocabSize(), b * prompt);
         config = GenerationConfig.greedy(newTokens, cfg.vocabSize() - 1, cfg.vocabSize() - 1).withIgnoreEos(true);
     }
+
+    /** facebook/opt-1.3b's config.json (the fields rlhf4j reads). */
+    static final String OPT_1_3B = """
+            {"model_type": "opt", "vocab_size": 50272, "hidden_size": 2048, "num_hidden_layers": 24, "ffn_dim": 8192,
+             "num_attention_heads": 32, "max_position_embeddings": 2048, "word_embed_proj_dim": 2048,
+             "do_layer_norm_before": true, "activation_function": "relu", "enable_bias": true,
+             "pad_token_id": 1, "bos_token_id": 2, "eos_token_id": 2, "dropout": 0.0, "attention_dropout": 0.0}""";
 
     @Benchmark
     public int generate() {
