@@ -55,8 +55,8 @@ class ModelsOnGpuTest {
 
     @TestFactory
     List<DynamicTest> logitsAndGreedyGenerationOnTheGpu() throws Exception {
-        var cuda = Backend.cuda();
-        if (cuda.isEmpty() || cuda.get().deviceCount() == 0) // one visible skip, with its reason, in the report
+        var backend = Backend.cuda();
+        if (backend.isEmpty() || backend.get().deviceCount() == 0) // one visible skip, with its reason, in the report
             return List.of(DynamicTest.dynamicTest("all model fixtures", ModelsOnGpuTest::gpu));
         Device gpu = gpu();
         List<DynamicTest> tests = new ArrayList<>();
