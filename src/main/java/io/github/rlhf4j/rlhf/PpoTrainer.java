@@ -1,0 +1,211 @@
+package io.github.rlhf4j.rlhf;
+
+import io.github.rlhf4j.data.LmBatch;
+import io.github.rlhf4j.data.PromptBatch;
+import io.github.rlhf4j.generate.Generator;
+import io.github.rlhf4j.model.RewardModel;
+import io.github.rlhf4j.runtime.Device;
+import io.github.rlhf4j.tensor.Autograd;
+import io.github.rlhf4j.tensor.Scope;
+import io.github.rlhf4j.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Step 3, DeepSpeed-Chat's DeepSpeedPPOTrainer: {@link #generateExperience} samples answers with the actor and
+ * scores them (actor and reference logprobs, reward, values); {@link #trainRlhf} turns an experience into KL-penalised
+ * rewards, GAE advantages and returns, and takes one actor step (clipped policy loss) and one critic step (clipped
+ * value loss); {@link #trainUnsupervised} is the pretraining mixture; {@link #updateEma} the actor's EMA. Subclass it to change a piece, e.g. override
+ * {@link #rewardScores} to score answers with a Java function instead of the reward model.
+ */
+public class PpoTrainer {
+    /** The losses and figures of one {@link #trainRlhf} call, DS-Chat's logged values. */
+    public record Losses(double actorLoss, double criticLoss, double averageReward, double kl, double answerLength,
+                         double actorGradNorm, double criticGradNorm) {}
+
+    protected final RlhfEngine engine;
+    protected final PpoConfig config;
+    private final int padId;
+    private int[] lastSeq; // DS-Chat reuses the last sequences when every answer of a batch is too short
+    private int lastRows, lastColumns, lastPromptLength;
+
+    public PpoTrainer(RlhfEngine engine, PpoConfig config) {
+        this.engine = engine;
+        this.config = config;
+        this.padId = config.generation().padTokenId();
+    }
+
+    public RlhfEngine engine() {
+        return engine;
+    }
+
+    public PpoConfig config() {
+        return config;
+    }
+
+    private Device device() {
+        return engine.actorOptimizer().store().device();
+    }
+
+    /**
+     * Generates answers to {@code prompts} (left-padded) and scores them. Rows whose answer has at most one non-pad
+     * token are dropped, as DS-Chat drops them; when every row is dropped, the previous batch's sequences are used
+     * again.
+     */
+    public Experience generateExperience(PromptBatch prompts) {
+        int b = prompts.rows(), p = prompts.columns();
+        engine.actor().train(false);
+        int[][] ragged = new int[b][];
+        for (int i = 0; i < b; i++) {
+            int off = 0;
+            while (off < p && prompts.attentionMask()[i * p + off] == 0) off++;
+            if (off == p) throw new IllegalArgumentException("generateExperience: prompt " + i + " is all padding");
+            ragged[i] = Arrays.copyOfRange(prompts.inputIds(), i * p + off, (i + 1) * p);
+        }
+        Generator.Result r = new Generator(engine.actor()).generate(ragged, config.generation(), null);
+        List<int[]> kept = new ArrayList<>();
+        int longest = 0;
+        for (int i = 0; i < b; i++) {
+            int[] answer = r.tokens()[i];
+            int n = 0;
+            for (int tok : answer) if (tok != padId) n++;
+            if (n <= 1) continue;
+            int[] row = new int[p + answer.length];
+            System.arraycopy(prompts.inputIds(), i * p, row, 0, p);
+            System.arraycopy(answer, 0, row, p, answer.length);
+            kept.add(row);
+            longest = Math.max(longest, answer.length);
+        }
+        int dropped = b - kept.size();
+        int rows, columns;
+        int[] seq;
+        if (kept.isEmpty()) {
+            if (lastSeq == null)
+                throw new IllegalStateException("generateExperience: every answer of the first batch has at most one "
+                        + "token; there is no earlier batch to reuse");
+            seq = lastSeq;
+            rows = lastRows;
+            columns = lastColumns;
+            p = lastPromptLength;
+        } else {
+            rows = kept.size();
+            columns = p + longest;
+            seq = new int[rows * columns];
+            Arrays.fill(seq, padId);
+            for (int i = 0; i < rows; i++) System.arraycopy(kept.get(i), 0, seq, i * columns, kept.get(i).length);
+            lastSeq = seq;
+            lastRows = rows;
+            lastColumns = columns;
+            lastPromptLength = p;
+        }
+        return score(seq, rows, columns, p, dropped);
+    }
+
+    /** Scores given sequences (prompt columns then answers) as generateExperience does after generating. */
+    public Experience score(int[] seq, int rows, int columns, int promptLength, int dropped) {
+        int[] mask = new int[seq.length];
+        double answerTokens = 0;
+        for (int i = 0; i < seq.length; i++) {
+            mask[i] = seq[i] != padId ? 1 : 0;
+            if (i % columns >= promptLength) answerTokens += mask[i];
+        }
+        Scope keep = Scope.detached(device());
+        try (Autograd.NoGrad ignored = Autograd.noGrad(); Scope s = Scope.open(device())) {
+            engine.actor().train(false);
+            engine.reference().train(false);
+            engine.critic().train(false);
+            engine.reward().train(false);
+            Tensor ids = Tensor.ofInts(seq, rows, columns), m = Tensor.ofInts(mask, rows, columns);
+            Tensor logprobs = PpoMath.gatherLogProbs(engine.actor().forward(ids, m, null, null), ids);
+            Tensor refLogprobs = PpoMath.gatherLogProbs(engine.reference().forward(ids, m, null, null), ids);
+            Tensor reward = rewardScores(ids, m, promptLength);
+            Tensor values = engine.critic().scores(ids, m).slice(1, 0, columns - 1);
+            double avgReward = 0;
+            for (double x : reward.toDoubleArray()) avgReward += x / rows;
+            return new Experience(ids.copy(keep), m.copy(keep), logprobs.copy(keep), refLogprobs.copy(keep),
+                    reward.copy(keep), values.copy(keep), promptLength,
+                    new Experience.Stats(rows, dropped, answerTokens / rows, avgReward), keep);
+        } catch (RuntimeException e) {
+            keep.close();
+            throw e;
+        }
+    }
+
+    /**
+     * The reward of each sequence [B]: by default the reward model's score at the last token of the answer
+     * (DS-Chat's forward_value). Override to reward with anything else (a checker, a Java function).
+     */
+    protected Tensor rewardScores(Tensor seq, Tensor attentionMask, int promptLength) {
+        RewardModel reward = engine.reward();
+        return RewardModelMath.endScores(reward.scores(seq, attentionMask), seq, padId, promptLength);
+    }
+
+    /** One PPO step on {@code exp}: an actor step, then a critic step; DS-Chat's train_rlhf. */
+    public Losses trainRlhf(Experience exp) {
+        int rows = exp.seq().size(0), columns = exp.seq().size(1), start = exp.promptLength() - 1;
+        try (Scope s = Scope.open(device())) {
+            Tensor actionMask = exp.attentionMask().slice(1, 1, columns);
+            Tensor oldRewards, oldValues, advantages, returns;
+            int[] ends;
+            double kl;
+            try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+                oldRewards = PpoMath.computeRewards(exp.logprobs(), exp.refLogprobs(), exp.rewardScore(), actionMask,
+                        start, config.klCtl(), config.clipRewardValue());
+                ends = PpoMath.ends(actionMask, start);
+                oldValues = PpoMath.zeroAfterEnds(exp.values(), ends);
+                var ar = PpoMath.advantagesAndReturns(oldValues, oldRewards, start, config.gamma(), config.lam());
+                advantages = ar.advantages();
+                returns = ar.returns();
+                kl = PpoMath.klEstimate(exp.logprobs(), exp.refLogprobs(), actionMask, start).perSequence();
+            }
+            Tensor answerMask = actionMask.slice(1, start, columns - 1);
+
+            engine.actor().train(true);
+            Tensor logits = engine.actor().forward(exp.seq(), exp.attentionMask(), null, null);
+            Tensor logprobs = PpoMath.gatherLogProbs(logits, exp.seq()).slice(1, start, columns - 1);
+            Tensor actorLoss = PpoMath.actorLoss(logprobs, exp.logprobs().slice(1, start, columns - 1), advantages,
+                    answerMask, config.cliprange());
+            double actorValue = finite("actor loss", actorLoss.item());
+            actorLoss.backward();
+            engine.actorOptimizer().step("ppo actor");
+
+            engine.critic().train(true);
+            Tensor values = engine.critic().scores(exp.seq(), exp.attentionMask()).slice(1, start, columns - 1);
+            Tensor criticLoss = PpoMath.criticLoss(values, oldValues.slice(1, start, columns - 1), returns, answerMask,
+                    config.cliprangeValue());
+            double criticValue = finite("critic loss", criticLoss.item());
+            criticLoss.backward();
+            engine.criticOptimizer().step("ppo critic");
+            return new Losses(actorValue, criticValue, exp.stats().averageReward(), kl, exp.stats().answerLength(),
+                    engine.actorOptimizer().lastGradNorm(), engine.criticOptimizer().lastGradNorm());
+        }
+    }
+
+    /** The pretraining mixture: the actor's causal-LM loss on {@code batch} scaled by unsup_coef, and a step. */
+    public double trainUnsupervised(LmBatch batch) {
+        engine.actor().train(true);
+        try (Scope s = Scope.open(device())) {
+            Tensor loss = SftTrainer.loss(engine.actor(), batch);
+            double value = finite("unsupervised loss", loss.item());
+            loss.mul(config.unsupCoef()).backward();
+            engine.actorOptimizer().step("ppo unsupervised");
+            return value;
+        }
+    }
+
+    /**
+     * Moves the actor's EMA toward the actor (no-op without EMA): DS-Chat calls it once per step, after the PPO step
+     * and the pretraining-mixture step.
+     */
+    public void updateEma() {
+        if (engine.actorEma() != null) engine.actorEma().update(config.emaBeta());
+    }
+
+    private double finite(String what, double v) {
+        if (!Double.isFinite(v))
+            throw new ArithmeticException("ppo: " + what + " is " + v + " at actor step "
+                    + (engine.actorOptimizer().steps() + 1) + "; the step was not taken");
+        return v;
+    }
+}

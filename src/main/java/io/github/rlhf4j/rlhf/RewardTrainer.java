@@ -1,0 +1,74 @@
+package io.github.rlhf4j.rlhf;
+
+import io.github.rlhf4j.data.PairBatch;
+import io.github.rlhf4j.model.RewardModel;
+import io.github.rlhf4j.tensor.Autograd;
+import io.github.rlhf4j.tensor.Scope;
+import io.github.rlhf4j.tensor.Tensor;
+
+/**
+ * Step 2, the reward model: DeepSpeed-Chat's pairwise loss over the span where chosen and rejected differ
+ * ({@link RewardModelMath#pairwiseLoss}) on batches stacked [all chosen; all rejected], and on the eval split the
+ * chosen and rejected end scores and the accuracy (chosen end score above rejected).
+ */
+public class RewardTrainer {
+    /** What the eval split gives. */
+    public record Evaluation(double accuracy, double chosenScore, double rejectedScore, int pairs) {}
+
+    private final RewardModel model;
+    private final Optimized optimizer;
+    private final int padId, numPaddingAtBeginning;
+
+    public RewardTrainer(RewardModel model, Optimized optimizer, int padId, int numPaddingAtBeginning) {
+        this.model = model;
+        this.optimizer = optimizer;
+        this.padId = padId;
+        this.numPaddingAtBeginning = numPaddingAtBeginning;
+    }
+
+    private RewardModelMath.Pairwise forward(PairBatch batch) {
+        int rows = batch.rows(), t = batch.columns();
+        Tensor ids = Tensor.ofInts(batch.inputIds(), rows, t);
+        Tensor scores = model.scores(ids, Tensor.ofInts(batch.attentionMask(), rows, t));
+        return RewardModelMath.pairwiseLoss(scores, ids, padId, numPaddingAtBeginning);
+    }
+
+    /** One optimizer step; returns the loss. */
+    public double step(PairBatch batch) {
+        model.train(true);
+        try (Scope s = Scope.open(optimizer.store().device())) {
+            Tensor loss = forward(batch).loss();
+            double value = loss.item();
+            if (!Double.isFinite(value))
+                throw new ArithmeticException("reward: loss is " + value + " at step " + (optimizer.steps() + 1));
+            loss.backward();
+            optimizer.step("reward");
+            return value;
+        }
+    }
+
+    public Evaluation evaluate(Iterable<PairBatch> batches) {
+        model.train(false);
+        int correct = 0, n = 0;
+        double chosen = 0, rejected = 0;
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (PairBatch batch : batches)
+                try (Scope s = Scope.open(optimizer.store().device())) {
+                    var p = forward(batch);
+                    double[] c = p.chosenEndScores().toDoubleArray(), r = p.rejectedEndScores().toDoubleArray();
+                    for (int i = 0; i < c.length; i++) {
+                        if (c[i] > r[i]) correct++;
+                        chosen += c[i];
+                        rejected += r[i];
+                        n++;
+                    }
+                }
+        }
+        return n == 0 ? new Evaluation(Double.NaN, Double.NaN, Double.NaN, 0)
+                : new Evaluation((double) correct / n, chosen / n, rejected / n, n);
+    }
+
+    public Optimized optimizer() {
+        return optimizer;
+    }
+}

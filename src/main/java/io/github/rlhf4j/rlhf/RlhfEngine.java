@@ -1,0 +1,83 @@
+package io.github.rlhf4j.rlhf;
+
+import io.github.rlhf4j.model.CausalLM;
+import io.github.rlhf4j.model.RewardModel;
+import io.github.rlhf4j.nn.ParameterStore;
+import io.github.rlhf4j.optim.Ema;
+
+/**
+ * The four models of step 3 and their optimizers, as DeepSpeed-Chat's DeepSpeedRLHFEngine holds them: the actor
+ * (trained; from step 1), a frozen reference (the step-1 weights), the critic (trained; from the step-2 reward
+ * model; its per-token scores are the values), the frozen reward model, and optionally an EMA of the actor. The
+ * engine owns and closes the stores and optimizers it is given.
+ */
+public final class RlhfEngine implements AutoCloseable {
+    private final CausalLM actor, reference;
+    private final RewardModel critic, reward;
+    private final Optimized actorOptimizer, criticOptimizer;
+    private final ParameterStore referenceStore, rewardStore;
+    private final Ema actorEma;
+
+    /**
+     * @param referenceStore the reference's (inference-only) store, closed with the engine
+     * @param rewardStore the reward model's (inference-only) store, closed with the engine
+     * @param enableEma whether to keep an EMA of the actor's weights
+     */
+    public RlhfEngine(CausalLM actor, Optimized actorOptimizer, CausalLM reference, ParameterStore referenceStore,
+                      RewardModel critic, Optimized criticOptimizer, RewardModel reward, ParameterStore rewardStore,
+                      boolean enableEma) {
+        if (!actor.config().equals(reference.config()))
+            throw new IllegalArgumentException("actor and reference must share a config");
+        if (!critic.config().equals(reward.config()))
+            throw new IllegalArgumentException("critic and reward model must share a config");
+        this.actor = actor;
+        this.actorOptimizer = actorOptimizer;
+        this.reference = reference;
+        this.referenceStore = referenceStore;
+        this.critic = critic;
+        this.criticOptimizer = criticOptimizer;
+        this.reward = reward;
+        this.rewardStore = rewardStore;
+        this.actorEma = enableEma ? new Ema(actorOptimizer.store().data()) : null;
+    }
+
+    public CausalLM actor() {
+        return actor;
+    }
+
+    public CausalLM reference() {
+        return reference;
+    }
+
+    public RewardModel critic() {
+        return critic;
+    }
+
+    public RewardModel reward() {
+        return reward;
+    }
+
+    public Optimized actorOptimizer() {
+        return actorOptimizer;
+    }
+
+    public Optimized criticOptimizer() {
+        return criticOptimizer;
+    }
+
+    /** The EMA of the actor's flat weights (null without EMA). */
+    public Ema actorEma() {
+        return actorEma;
+    }
+
+    @Override
+    public void close() {
+        if (actorEma != null) actorEma.close();
+        actorOptimizer.close();
+        criticOptimizer.close();
+        actorOptimizer.store().close();
+        criticOptimizer.store().close();
+        referenceStore.close();
+        rewardStore.close();
+    }
+}
