@@ -37,7 +37,12 @@ public final class RewardModel extends Module {
 
     /** Per-token scores [B, T] for ids [B, T] with their attention mask (null: no padding). */
     public Tensor scores(Tensor ids, Tensor attentionMask) {
-        Tensor h = base.forward(ids, attentionMask, null, null);
+        return scores(ids, attentionMask, null);
+    }
+
+    /** As {@link #scores(Tensor, Tensor)} with explicit position ids [B, T] (null: the family's default). */
+    public Tensor scores(Tensor ids, Tensor attentionMask, Tensor positions) {
+        Tensor h = base.forward(ids, attentionMask, positions, null);
         Tensor s = vHead.forward(h); // [B, T, 1]
         return s.reshape(s.size(0), s.size(1));
     }

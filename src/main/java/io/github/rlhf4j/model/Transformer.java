@@ -51,6 +51,23 @@ public abstract class Transformer extends Module {
         return Functional.attention(q, k, v, mask, scale, true, window);
     }
 
+    /**
+     * Position ids from an attention mask [rows, cols] (row-major): {@code cumsum(mask) - 1}, and 1 at padding, as
+     * transformers' generate computes them. Left-padded rows then put their first real token at position 0.
+     */
+    public static int[] positionsFromMask(int[] mask, int rows, int cols) {
+        int[] pos = new int[rows * cols];
+        for (int i = 0; i < rows; i++) {
+            int seen = 0;
+            for (int j = 0; j < cols; j++) {
+                int k = i * cols + j;
+                if (mask[k] != 0) pos[k] = seen++;
+                else pos[k] = 1;
+            }
+        }
+        return pos;
+    }
+
     /** Default positions: arange(T) after the cached length, for every row. */
     protected static Tensor defaultPositions(int b, int t, KvCache cache) {
         int start = cache == null ? 0 : cache.length();

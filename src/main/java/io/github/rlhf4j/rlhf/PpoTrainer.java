@@ -117,10 +117,11 @@ public class PpoTrainer {
             engine.critic().train(false);
             engine.reward().train(false);
             Tensor ids = Tensor.ofInts(seq, rows, columns), m = Tensor.ofInts(mask, rows, columns);
-            Tensor logprobs = PpoMath.gatherLogProbs(engine.actor().forward(ids, m, null, null), ids);
-            Tensor refLogprobs = PpoMath.gatherLogProbs(engine.reference().forward(ids, m, null, null), ids);
+            Tensor pos = positions(m);
+            Tensor logprobs = PpoMath.gatherLogProbs(engine.actor().forward(ids, m, pos, null), ids);
+            Tensor refLogprobs = PpoMath.gatherLogProbs(engine.reference().forward(ids, m, pos, null), ids);
             Tensor reward = rewardScores(ids, m, promptLength);
-            Tensor values = engine.critic().scores(ids, m).slice(1, 0, columns - 1);
+            Tensor values = engine.critic().scores(ids, m, pos).slice(1, 0, columns - 1);
             double avgReward = 0;
             for (double x : reward.toDoubleArray()) avgReward += x / rows;
             return new Experience(ids.copy(keep), m.copy(keep), logprobs.copy(keep), refLogprobs.copy(keep),
@@ -138,7 +139,22 @@ public class PpoTrainer {
      */
     protected Tensor rewardScores(Tensor seq, Tensor attentionMask, int promptLength) {
         RewardModel reward = engine.reward();
-        return RewardModelMath.endScores(reward.scores(seq, attentionMask), seq, padId, promptLength);
+        return RewardModelMath.endScores(reward.scores(seq, attentionMask, positions(attentionMask)), seq, padId,
+                promptLength);
+    }
+
+    /**
+     * The position ids every model scores the sequences with: null (each family's default, what transformers'
+     * forward computes without position_ids, as DS-Chat calls it) when {@link PpoConfig#positionsFromMask()} is
+     * off; else {@code cumsum(mask) - 1}, the positions the answers were generated with, so that the logprobs being
+     * trained are those of the policy that sampled (left-padded prompts otherwise shift GPT-2's and Llama's learned
+     * or rotary positions between sampling and training; OPT derives them from the mask either way).
+     */
+    protected Tensor positions(Tensor attentionMask) {
+        if (!config.positionsFromMask()) return null;
+        int rows = attentionMask.size(0), cols = attentionMask.size(1);
+        return Tensor.ofInts(io.github.rlhf4j.model.Transformer.positionsFromMask(attentionMask.toIntArray(), rows, cols),
+                rows, cols);
     }
 
     /** One PPO step on {@code exp}: an actor step, then a critic step; DS-Chat's train_rlhf. */
@@ -161,8 +177,9 @@ public class PpoTrainer {
             }
             Tensor answerMask = actionMask.slice(1, start, columns - 1);
 
+            Tensor pos = positions(exp.attentionMask());
             engine.actor().train(true);
-            Tensor logits = engine.actor().forward(exp.seq(), exp.attentionMask(), null, null);
+            Tensor logits = engine.actor().forward(exp.seq(), exp.attentionMask(), pos, null);
             Tensor logprobs = PpoMath.gatherLogProbs(logits, exp.seq()).slice(1, start, columns - 1);
             Tensor actorLoss = PpoMath.actorLoss(logprobs, exp.logprobs().slice(1, start, columns - 1), advantages,
                     answerMask, config.cliprange());
@@ -171,7 +188,7 @@ public class PpoTrainer {
             engine.actorOptimizer().step("ppo actor");
 
             engine.critic().train(true);
-            Tensor values = engine.critic().scores(exp.seq(), exp.attentionMask()).slice(1, start, columns - 1);
+            Tensor values = engine.critic().scores(exp.seq(), exp.attentionMask(), pos).slice(1, start, columns - 1);
             Tensor criticLoss = PpoMath.criticLoss(values, oldValues.slice(1, start, columns - 1), returns, answerMask,
                     config.cliprangeValue());
             double criticValue = finite("critic loss", criticLoss.item());
