@@ -32,7 +32,7 @@ import java.util.stream.Stream;
  * {@link ParameterStore}; and written back the same way, so transformers' {@code from_pretrained} loads a trained
  * actor unchanged. Tensor names map one to one (rlhf4j's modules use transformers' names); a checkpoint of the bare
  * base model (no {@code transformer.} / {@code model.} prefix) or of a DeepSpeed-Chat reward model
- * ({@code rwtranrsformer.}) loads as well.
+ * ({@code rwtranrsformer.}, or {@code rwtransformer.} as newer DS-Chat spells it) loads as well.
  */
 public final class HfModel implements AutoCloseable {
     /** Tokenizer and generation files copied along when a model is saved. */
@@ -171,11 +171,11 @@ public final class HfModel implements AutoCloseable {
     }
 
     private static List<String> candidates(String name, String basePrefix) {
-        String rw = RewardModel.BASE_NAME + ".";
+        String rw = RewardModel.BASE_NAME + ".", rwNew = "rwtransformer."; // DS-Chat's old spelling and its fix
         String rest = name.startsWith(basePrefix + ".") ? name.substring(basePrefix.length() + 1)
                 : name.startsWith(rw) ? name.substring(rw.length()) : null;
         if (rest == null) return List.of(name);
-        return List.of(name, basePrefix + "." + rest, rest, rw + rest).stream().distinct().toList();
+        return List.of(name, basePrefix + "." + rest, rest, rw + rest, rwNew + rest).stream().distinct().toList();
     }
 
     /** Non-parameter buffers transformers keeps in state dicts, and heads a loading model may not have. */

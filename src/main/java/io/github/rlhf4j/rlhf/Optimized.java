@@ -4,6 +4,7 @@ import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.optim.AdamW;
 import io.github.rlhf4j.optim.GradClip;
 import io.github.rlhf4j.optim.LrSchedule;
+import io.github.rlhf4j.tensor.InPlace;
 
 /**
  * A trained model's optimizer side, as a DeepSpeed engine holds it: the flat parameters and gradients, AdamW over
@@ -55,17 +56,28 @@ public final class Optimized implements AutoCloseable {
     }
 
     /**
-     * Clips, steps and zeroes the gradients. A NaN or Inf gradient norm stops with the step number instead of
-     * corrupting the weights.
+     * Clips, steps and zeroes the gradients. A NaN or Inf gradient stops with the step number and the first parameter
+     * whose gradient holds it, instead of corrupting the weights.
      */
     public void step(String what) {
-        double norm = GradClip.globalNorm(store.grad());
+        // not GradClip.globalNorm: it throws on a non-finite norm without the step and the parameter
+        double norm = Math.sqrt(InPlace.sumOfSquares(store.grad()));
         if (!Double.isFinite(norm))
             throw new ArithmeticException(what + ": gradient norm is " + norm + " at step " + (adamw.stepCount() + 1)
-                    + "; the step was not taken");
+                    + " (first non-finite gradient: " + firstNonFinite() + "); the step was not taken");
         lastGradNorm = norm;
         adamw.step(lr(), GradClip.coefficient(norm, settings.maxGradNorm()));
         store.zeroGrad();
+    }
+
+    /** The name of the first parameter whose gradient has a NaN or Inf (a host copy: only on the failure path). */
+    private String firstNonFinite() {
+        for (ParameterStore.Entry e : store.entries()) {
+            if (e.parameter().isFrozen()) continue;
+            for (double g : e.parameter().value().grad().toDoubleArray())
+                if (!Double.isFinite(g)) return e.name();
+        }
+        return "none found";
     }
 
     @Override
