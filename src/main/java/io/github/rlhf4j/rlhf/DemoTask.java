@@ -16,7 +16,8 @@ import java.util.SplittableRandom;
  * The embedded demo task of {@code bin/rlhf4j train} without model flags: a dialogue whose answers a program can check.
  * The human asks to reverse a word of 3 to 6 letters from a-j; the right answer is the word reversed. Preference
  * pairs put the right answer (chosen) against a plausible wrong one (rejected): the word unreversed, one letter
- * changed, two neighbours swapped, a letter dropped or added. A 15-token tokenizer ships in the jar.
+ * changed, two neighbours swapped, a letter dropped or added, the answer running on, or unrelated letters (the last
+ * two so that a reward model cannot be won over by long answers). A 15-token tokenizer ships in the jar.
  *
  * <pre>
  * \n\nHuman: reverse cabd\n\nAssistant: dbac&lt;|endoftext|&gt;
@@ -56,7 +57,7 @@ public final class DemoTask {
         String right = new StringBuilder(word).reverse().toString();
         while (true) {
             StringBuilder w = new StringBuilder(right);
-            switch (r.nextInt(5)) {
+            switch (r.nextInt(7)) {
                 case 0 -> w = new StringBuilder(word);
                 case 1 -> w.setCharAt(r.nextInt(w.length()), LETTERS.charAt(r.nextInt(LETTERS.length())));
                 case 2 -> {
@@ -66,7 +67,14 @@ public final class DemoTask {
                     w.setCharAt(i + 1, c);
                 }
                 case 3 -> w.deleteCharAt(r.nextInt(w.length()));
-                default -> w.insert(r.nextInt(w.length() + 1), LETTERS.charAt(r.nextInt(LETTERS.length())));
+                case 4 -> w.insert(r.nextInt(w.length() + 1), LETTERS.charAt(r.nextInt(LETTERS.length())));
+                case 5 -> { // the right answer running on
+                    for (int k = 1 + r.nextInt(4); k > 0; k--) w.append(LETTERS.charAt(r.nextInt(LETTERS.length())));
+                }
+                default -> { // letters with no relation to the word
+                    w.setLength(0);
+                    for (int k = 2 + r.nextInt(8); k > 0; k--) w.append(LETTERS.charAt(r.nextInt(LETTERS.length())));
+                }
             }
             if (!w.toString().equals(right)) return " " + w;
         }

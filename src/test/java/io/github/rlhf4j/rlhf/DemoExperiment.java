@@ -44,7 +44,10 @@ import java.util.Set;
  * Findings so far (2 cores, about 0.1M-parameter GPT-2s, 6-8k rows): SFT alone reaches 100% at 700 steps (lr 2e-3)
  * and about 25% at 400; the reward model reaches 86-90% pairwise accuracy; PPO at actor lr 5e-5 for 200 steps
  * raised the reward model's score on held-out prompts (4.19 -> 4.83) but not the checker (0.28 -> 0.24); at lr 3e-4
- * the actor hacked the reward model with 10-token answers (checker 0). Scoring at the generation positions
+ * the actor hacked the reward model with 10-token answers (checker 0). With run-on and unrelated-letter negatives
+ * added to the pairs the reward model reached 96% (8000 rows, 1500 steps), SFT at 450 steps 60%, but PPO (actor lr
+ * 1e-4, critic 2e-4, 300 steps) still raised the reward (4.71 -> 5.21) while the checker fell to 18%, with shorter
+ * answers: the reward model can still be won over off its training distribution. Scoring at the generation positions
  * ({@link PpoConfig#positionsFromMask()}) was needed: without it the KL estimate swung between -9 and +4.
  */
 public final class DemoExperiment {
