@@ -110,7 +110,7 @@ public final class DemoTask {
     /** A tiny GPT-2 for the task (about 0.1M parameters), dropout off. */
     public static ConfigJson modelConfig(int nEmbd, int nLayer, int nHead) {
         return ConfigJson.parse("demo config", """
-                {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 15, "n_positions": 32,
+                {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 16, "n_positions": 32,
                  "n_embd": %d, "n_layer": %d, "n_head": %d, "activation_function": "gelu_new",
                  "embd_pdrop": 0.0, "resid_pdrop": 0.0, "attn_pdrop": 0.0, "layer_norm_epsilon": 1e-5,
                  "initializer_range": 0.02, "bos_token_id": 0, "eos_token_id": 0}""".formatted(nEmbd, nLayer, nHead));

@@ -47,7 +47,11 @@ import java.util.Set;
  * the actor hacked the reward model with 10-token answers (checker 0). With run-on and unrelated-letter negatives
  * added to the pairs the reward model reached 96% (8000 rows, 1500 steps), SFT at 450 steps 60%, but PPO (actor lr
  * 1e-4, critic 2e-4, 300 steps) still raised the reward (4.71 -> 5.21) while the checker fell to 18%, with shorter
- * answers: the reward model can still be won over off its training distribution. Scoring at the generation positions
+ * answers: the reward model can still be won over off its training distribution. The tokenizer now has its own
+ * {@code <pad>} (with pad = end-of-text, as GPT-2's, the end-of-text action is masked out of both PPO losses and
+ * stopping is never trained); with it: reward model 92.5%, SFT 24%, PPO reward 2.98 -> 3.63 but checker 24% -> 13%.
+ * Next to try: fewer PPO steps with early stopping on held-out reward, a larger reward model than the actor, on-policy
+ * negatives (the SFT actor's own wrong answers) in the pairs. Scoring at the generation positions
  * ({@link PpoConfig#positionsFromMask()}) was needed: without it the KL estimate swung between -9 and +4.
  */
 public final class DemoExperiment {
@@ -75,7 +79,7 @@ public final class DemoExperiment {
         DemoTask.writeTokenizer(tokDir);
         ConfigJson cfg = DemoTask.modelConfig(s.nEmbd(), s.nLayer(), s.nHead());
         try (Tokenizer tok = Tokenizer.load(tokDir)) {
-            TextEncoder enc = TextEncoder.dsChat(tok);
+            TextEncoder enc = TextEncoder.dsChat(tok).withPadId(tok.padId());
             DataSplit split = DataSplit.load(List.of(data), SplitSpec.parse("2,4,4"), s.seed(), out.resolve("demo-data/cache"));
             SftSamples sft = SftSamples.build(split.pairs(Phase.SFT, DataSplit.Part.TRAIN), enc, 24);
             PairSamples pairs = PairSamples.build(split.pairs(Phase.REWARD, DataSplit.Part.TRAIN), enc, 24);

@@ -54,10 +54,11 @@ class DemoTaskTest {
         try (Tokenizer tok = Tokenizer.load(tmp)) {
             String text = DemoTask.prompt("jihg") + DemoTask.answer("jihg") + "<|endoftext|>";
             int[] ids = tok.encode(text, false);
-            assertArrayEquals(new int[] {12, 14, 1, 11, 10, 9, 8, 13, 1, 8, 9, 10, 11, 0}, ids);
+            assertArrayEquals(new int[] {13, 15, 1, 11, 10, 9, 8, 14, 1, 8, 9, 10, 11, 0}, ids);
             assertEquals(text, tok.decode(ids, false));
             assertEquals(0, tok.eosId());
-            assertEquals(15, tok.vocabSize());
+            assertEquals(16, tok.vocabSize());
+            assertEquals(12, tok.padId(), "its own pad, so that PPO trains the end-of-text action");
         }
     }
 }
