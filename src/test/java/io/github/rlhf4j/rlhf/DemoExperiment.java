@@ -155,6 +155,10 @@ public final class DemoExperiment {
                         if ((i + 1) % 20 == 0)
                             log.printf("ppo step %d actor %.4f critic %.4f reward %.3f kl %.4f len %.1f%n", i + 1,
                                     l.actorLoss(), l.criticLoss(), l.averageReward(), l.kl(), l.answerLength());
+                        if ((i + 1) % 50 == 0) {
+                            double[] mid = evaluate(actor, reward, tok, held, pad);
+                            log.printf("  held-out after %d ppo steps: reward %.3f checker %.3f%n", i + 1, mid[0], mid[1]);
+                        }
                     }
                 }
                 double[] after = evaluate(actor, reward, tok, held, pad);
