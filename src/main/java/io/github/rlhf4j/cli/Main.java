@@ -9,6 +9,7 @@ import picocli.CommandLine.Command;
 @Command(name = "rlhf4j", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = {"RLHF for the JVM: supervised fine-tuning, reward modelling and PPO on a native backend.", ""},
         subcommands = {SelfTest.class, InitModel.class, Convert.class, Generate.class, Chat.class, Serve.class,
+                Train.class, Sft.class, Reward.class, Ppo.class,
                 CommandLine.HelpCommand.class},
         footer = {"", "Examples:", "  bin/rlhf4j selftest            check the native backend, time a training step",
                 "  bin/rlhf4j selftest --threads 1",
@@ -16,6 +17,7 @@ import picocli.CommandLine.Command;
                 "  bin/rlhf4j generate --model DIR --prompt 'Hello'",
                 "  bin/rlhf4j chat --path DIR",
                 "  bin/rlhf4j serve --model DIR --port 8000",
+                "  bin/rlhf4j train                 the three RLHF steps on the embedded demo task",
                 "  bin/rlhf4j help selftest"})
 public final class Main implements Runnable {
     @CommandLine.Spec
@@ -39,6 +41,7 @@ public final class Main implements Runnable {
      */
     private static int failed(Exception e, CommandLine cmd, CommandLine.ParseResult parsed) throws Exception {
         if (e instanceof ModelFormatException || e instanceof IllegalArgumentException
+                || e instanceof io.github.rlhf4j.data.DataFormatException || e instanceof ArithmeticException
                 || e instanceof java.io.UncheckedIOException || e instanceof java.io.IOException) {
             cmd.getErr().println("rlhf4j " + cmd.getCommandName() + ": " + e.getMessage());
             cmd.getErr().flush();

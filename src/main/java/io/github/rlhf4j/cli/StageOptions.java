@@ -1,0 +1,90 @@
+package io.github.rlhf4j.cli;
+
+import io.github.rlhf4j.rlhf.Stages;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import picocli.CommandLine;
+import picocli.CommandLine.Option;
+
+/** The flags that {@code sft}, {@code reward}, {@code ppo} and {@code train} share, DeepSpeed-Chat's in kebab case. */
+final class StageOptions {
+    private StageOptions() {}
+
+    /** Which data, split how, cached where; the seed; where the outputs go. */
+    static final class DataOptions {
+        @Option(names = "--data-path", arity = "1..*", paramLabel = "PATH",
+                description = "Datasets: JSON Lines (.jsonl, .jsonl.gz) or Parquet files or directories, rm-static "
+                        + "(prompt, response, chosen, rejected) or hh-rlhf (chosen, rejected) rows. Several are blended.")
+        List<Path> dataPath;
+
+        @Option(names = "--data-split", defaultValue = "2,4,4", paramLabel = "A,B,C",
+                description = "Shares of each dataset for steps 1, 2 and 3 (default: ${DEFAULT-VALUE}).")
+        String dataSplit;
+
+        @Option(names = "--data-output-path", paramLabel = "DIR",
+                description = "Where the split indices are cached (default: OUTPUT_DIR/data-cache).")
+        Path dataOutputPath;
+
+        @Option(names = "--seed", defaultValue = "1234", paramLabel = "N",
+                description = "Seed of the data split, the shuffles, initialisation and sampling (default: ${DEFAULT-VALUE}).")
+        long seed;
+
+        @Option(names = "--output-dir", defaultValue = "output", paramLabel = "DIR",
+                description = "Root of the outputs: actor-models/, reward-models/, step3-models/, logs/ "
+                        + "(default: ${DEFAULT-VALUE}).")
+        Path outputDir;
+
+        Stages.Data data(CommandLine cmd) {
+            if (dataPath == null || dataPath.isEmpty())
+                throw new CommandLine.ParameterException(cmd, "Missing required option: --data-path (one or more "
+                        + "datasets; `bin/rlhf4j train` without model flags runs the embedded demo instead)");
+            for (Path p : dataPath)
+                if (!Files.exists(p))
+                    throw new CommandLine.ParameterException(cmd, "--data-path " + p + ": no such file or directory");
+            return new Stages.Data(dataPath, dataSplit, dataOutputPath != null ? dataOutputPath
+                    : outputDir.resolve("data-cache"), seed);
+        }
+    }
+
+    /** Batch, epochs, step cap, schedule. Defaults are DS-Chat's main.py defaults, which differ by step. */
+    static final class TrainingOptions {
+        @Option(names = "--per-device-train-batch-size", paramLabel = "N",
+                description = "Batch size (default: 16).")
+        Integer batch;
+
+        @Option(names = "--num-train-epochs", paramLabel = "N", description = "Epochs over the step's rows (default: 1).")
+        Integer epochs;
+
+        @Option(names = "--max-steps", defaultValue = "0", paramLabel = "N",
+                description = "Stop each stage after N optimizer steps (default: no cap).")
+        long maxSteps;
+
+        @Option(names = "--lr-scheduler-type", paramLabel = "NAME",
+                description = "linear, cosine, constant or constant_with_warmup (default: cosine).")
+        String scheduler;
+
+        @Option(names = "--num-warmup-steps", paramLabel = "N", description = "Warm-up steps of the schedule "
+                + "(default: 0 in steps 1 and 2, 100 in step 3).")
+        Integer warmup;
+
+        Stages.Training training(int defaultWarmup) {
+            return new Stages.Training(batch != null ? batch : 16, epochs != null ? epochs : 1, maxSteps,
+                    scheduler != null ? scheduler : "cosine", warmup != null ? warmup : defaultWarmup);
+        }
+    }
+
+    /** A model directory that must exist (config.json inside). */
+    static Path modelDir(CommandLine cmd, String flag, Path dir) {
+        if (dir == null) throw new CommandLine.ParameterException(cmd, "Missing required option: " + flag);
+        if (!Files.isRegularFile(dir.resolve("config.json")))
+            throw new CommandLine.ParameterException(cmd, flag + " " + dir + ": not a model directory (no config.json)");
+        return dir;
+    }
+
+    /** The output name of a model directory: its last path element. */
+    static String name(Path dir) {
+        Path f = dir.toAbsolutePath().normalize().getFileName();
+        return f == null ? "model" : f.toString();
+    }
+}
