@@ -281,16 +281,17 @@ public final class Stages {
                     long t0 = System.nanoTime();
                     double unsupLoss = Double.NaN;
                     int tokens;
+                    LmBatch u = unsup != null ? unsup.next() : null;
                     try (Experience exp = trainer.generateExperience(batches.next())) {
                         tokens = tokens(exp.attentionMask().toIntArray());
-                        // ppo_epochs passes over one experience batch (one minibatch: generation batch = train batch)
-                        for (int e = 0; e < s.ppoEpochs(); e++) last = trainer.trainRlhf(exp);
+                        // DS-Chat's loop: per PPO epoch over the (one) minibatch, the PPO step, the mixture step,
+                        // then the EMA update
+                        for (int e = 0; e < s.ppoEpochs(); e++) {
+                            last = trainer.trainRlhf(exp);
+                            if (u != null) unsupLoss = trainer.trainUnsupervised(u);
+                            trainer.updateEma();
+                        }
                     }
-                    if (unsup != null) {
-                        LmBatch u = unsup.next();
-                        for (int e = 0; e < s.ppoEpochs(); e++) unsupLoss = trainer.trainUnsupervised(u);
-                    }
-                    trainer.updateEma();
                     double tps = tokens / ((System.nanoTime() - t0) / 1e9);
                     metrics.log("step", i, "actor_loss", last.actorLoss(), "critic_loss", last.criticLoss(), "reward",
                             last.averageReward(), "kl", last.kl(), "answer_length", last.answerLength(), "unsup_loss",
