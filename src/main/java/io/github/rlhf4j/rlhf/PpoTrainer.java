@@ -29,6 +29,7 @@ public class PpoTrainer {
     private final int padId;
     private int[] lastSeq; // DS-Chat reuses the last sequences when every answer of a batch is too short
     private int lastRows, lastColumns, lastPromptLength;
+    private long experiences; // batches generated so far
 
     public PpoTrainer(RlhfEngine engine, PpoConfig config) {
         this.engine = engine;
@@ -42,6 +43,11 @@ public class PpoTrainer {
 
     public PpoConfig config() {
         return config;
+    }
+
+    /** Experience batches generated so far (the sampling seed of the next is the config's seed plus this). */
+    public long experiencesGenerated() {
+        return experiences;
     }
 
     private Device device() {
@@ -63,7 +69,10 @@ public class PpoTrainer {
             if (off == p) throw new IllegalArgumentException("generateExperience: prompt " + i + " is all padding");
             ragged[i] = Arrays.copyOfRange(prompts.inputIds(), i * p + off, (i + 1) * p);
         }
-        Generator.Result r = new Generator(engine.actor()).generate(ragged, config.generation(), null);
+        // each batch its own sampling stream (seed + batch number): reproducible, resumable, and not the same random
+        // draws for every batch
+        var gen = config.generation().withSeed(config.generation().seed() + experiences++);
+        Generator.Result r = new Generator(engine.actor()).generate(ragged, gen, null);
         List<int[]> kept = new ArrayList<>();
         int longest = 0;
         for (int i = 0; i < b; i++) {
