@@ -270,56 +270,41 @@ typedef struct {
     void (*pack_copy)(const double *src, int64_t ld, int64_t kc, int64_t n, int W, double *dst);
 } gemm_cfg_f64;
 
+/* A panel of n micro-panels' worth (n rows of op(A), or n columns of op(B)) by kc, W per micro-panel, from src with
+ * leading dimension ld, converted to f32: when along is set the n direction runs along src's rows (a straight copy of
+ * kc rows of n), else across them (a transpose of n rows of kc). */
+static void pack_panel_f32(const gemm_cfg_f32 *cfg, const void *src, int32_t dtype, int64_t ld, int along, int64_t kc,
+                           int64_t n, int W, float *dst) {
+    switch (dtype) {
+    case RLHF4J_F32:
+        if (along) cfg->pack_copy((const float *)src, ld, kc, n, W, dst);
+        else cfg->pack_tr((const float *)src, ld, n, kc, W, dst);
+        break;
+    case RLHF4J_BF16:
+        if (along) pack_copy_f32_bf16((const uint16_t *)src, ld, kc, n, W, dst);
+        else pack_tr_f32_bf16((const uint16_t *)src, ld, n, kc, W, dst);
+        break;
+    default:
+        if (along) pack_copy_f32_f16((const uint16_t *)src, ld, kc, n, W, dst);
+        else pack_tr_f32_f16((const uint16_t *)src, ld, n, kc, W, dst);
+        break;
+    }
+}
+
 /* op(A)[i0:i0+mc, p0:p0+kc] into MR-row micro-panels; op(A) = A reads rows of A (a transpose), A^T rows of A^T. */
 static void pack_a_f32(const gemm_cfg_f32 *cfg, const gemm_problem *pr, int64_t i0, int64_t mc, int64_t p0,
                        int64_t kc, int MR, float *dst) {
     int64_t off = pr->ta ? p0 * pr->lda + i0 : i0 * pr->lda + p0;
-    switch (pr->ab_dtype) {
-    case RLHF4J_F32: {
-        const float *s = (const float *)pr->A + off;
-        if (pr->ta) cfg->pack_copy(s, pr->lda, kc, mc, MR, dst);
-        else cfg->pack_tr(s, pr->lda, mc, kc, MR, dst);
-        break;
-    }
-    case RLHF4J_BF16: {
-        const uint16_t *s = (const uint16_t *)pr->A + off;
-        if (pr->ta) pack_copy_f32_bf16(s, pr->lda, kc, mc, MR, dst);
-        else pack_tr_f32_bf16(s, pr->lda, mc, kc, MR, dst);
-        break;
-    }
-    default: {
-        const uint16_t *s = (const uint16_t *)pr->A + off;
-        if (pr->ta) pack_copy_f32_f16(s, pr->lda, kc, mc, MR, dst);
-        else pack_tr_f32_f16(s, pr->lda, mc, kc, MR, dst);
-        break;
-    }
-    }
+    const char *s = (const char *)pr->A + off * rlhf4j_dtype_size(pr->ab_dtype);
+    pack_panel_f32(cfg, s, pr->ab_dtype, pr->lda, pr->ta, kc, mc, MR, dst);
 }
 
 /* op(B)[p0:p0+kc, j0:j0+nc] into NR-column micro-panels. */
 static void pack_b_f32(const gemm_cfg_f32 *cfg, const gemm_problem *pr, int64_t p0, int64_t kc, int64_t j0,
                        int64_t nc, int NR, float *dst) {
     int64_t off = pr->tb ? j0 * pr->ldb + p0 : p0 * pr->ldb + j0;
-    switch (pr->ab_dtype) {
-    case RLHF4J_F32: {
-        const float *s = (const float *)pr->B + off;
-        if (pr->tb) cfg->pack_tr(s, pr->ldb, nc, kc, NR, dst);
-        else cfg->pack_copy(s, pr->ldb, kc, nc, NR, dst);
-        break;
-    }
-    case RLHF4J_BF16: {
-        const uint16_t *s = (const uint16_t *)pr->B + off;
-        if (pr->tb) pack_tr_f32_bf16(s, pr->ldb, nc, kc, NR, dst);
-        else pack_copy_f32_bf16(s, pr->ldb, kc, nc, NR, dst);
-        break;
-    }
-    default: {
-        const uint16_t *s = (const uint16_t *)pr->B + off;
-        if (pr->tb) pack_tr_f32_f16(s, pr->ldb, nc, kc, NR, dst);
-        else pack_copy_f32_f16(s, pr->ldb, kc, nc, NR, dst);
-        break;
-    }
-    }
+    const char *s = (const char *)pr->B + off * rlhf4j_dtype_size(pr->ab_dtype);
+    pack_panel_f32(cfg, s, pr->ab_dtype, pr->ldb, !pr->tb, kc, nc, NR, dst);
 }
 
 static void pack_a_f64(const gemm_cfg_f64 *cfg, const gemm_problem *pr, int64_t i0, int64_t mc, int64_t p0,
