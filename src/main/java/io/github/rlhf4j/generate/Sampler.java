@@ -50,16 +50,21 @@ final class Sampler {
         }
         for (int i = 0; i < v; i++) p[i] /= sum;
         if (config.topP() < 1.0) {
-            // keep the most likely tokens until their mass reaches top_p (ties broken by lower id first)
-            Integer[] idx = new Integer[v];
-            for (int i = 0; i < v; i++) idx[i] = i;
-            Arrays.sort(idx, (a, b) -> p[a] != p[b] ? Double.compare(p[b], p[a]) : Integer.compare(a, b));
+            // keep the most likely tokens until their mass reaches top_p (ties at the cut: lower ids first); a
+            // primitive sort of the probabilities finds the cut without boxing a vocabulary of indices per token
+            double[] sorted = p.clone();
+            Arrays.sort(sorted);
             double mass = 0;
             int keep = 0;
-            while (keep < v && (keep == 0 || mass < config.topP())) mass += p[idx[keep++]];
+            while (keep < v && (keep == 0 || mass < config.topP())) mass += sorted[v - 1 - keep++];
+            double cut = sorted[v - keep];
+            int ties = keep;
+            for (double x : p) if (x > cut) ties--;
             double kept = 0;
-            for (int i = keep; i < v; i++) p[idx[i]] = 0;
-            for (int i = 0; i < keep; i++) kept += p[idx[i]];
+            for (int i = 0; i < v; i++) {
+                if (p[i] > cut || (p[i] == cut && ties-- > 0)) kept += p[i];
+                else p[i] = 0;
+            }
             for (int i = 0; i < v; i++) p[i] /= kept;
         }
         double u = random.nextDouble(), c = 0;
