@@ -6,8 +6,13 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
+import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * A loaded backend library: {@code librlhf4j_cpu.so} or {@code librlhf4j_cuda.so}, both implementing rlhf4j.h. Each
@@ -24,8 +29,33 @@ public final class Backend {
     private final Abi abi;
 
     private Backend(String library) {
+        this(library, NativeLoader.open(library));
+    }
+
+    private Backend(String library, SymbolLookup lookup) {
         this.library = library;
-        this.abi = new Abi(library.substring("rlhf4j_".length()), NativeLoader.open(library));
+        this.abi = new Abi(library.startsWith("rlhf4j_") ? library.substring("rlhf4j_".length()) : library, lookup);
+    }
+
+    private static final Map<Path, Backend> LOADED = new ConcurrentHashMap<>();
+
+    /**
+     * A backend library opened from an explicit file (once per file for the life of the JVM), for libraries the
+     * loader does not look for by itself: the emulated CUDA backend the kernel tests run on the CPU, say.
+     *
+     * @param library its name in messages, e.g. {@code rlhf4j_cuda_emu}
+     * @throws UnsatisfiedLinkError if the file is missing or does not implement this ABI version
+     */
+    public static Backend load(String library, Path file) {
+        Path key = file.toAbsolutePath().normalize();
+        return LOADED.computeIfAbsent(key, k -> {
+            if (!Files.isRegularFile(k)) throw new UnsatisfiedLinkError("rlhf4j: no backend library at " + k);
+            try {
+                return new Backend(library, SymbolLookup.libraryLookup(k, Arena.global()));
+            } catch (IllegalArgumentException e) {
+                throw new UnsatisfiedLinkError("rlhf4j: cannot open " + k + ": " + e.getMessage());
+            }
+        });
     }
 
     /** The CPU backend; every rlhf4j build has it. */

@@ -44,6 +44,14 @@ public final class Device {
         });
     }
 
+    /**
+     * Device {@code ordinal} of a backend opened with {@link Backend#load}, named {@code kind:ordinal} (the emulated
+     * CUDA backend of the kernel tests, say); opened once per backend and ordinal.
+     */
+    public static Device open(Backend backend, String kind, int ordinal) {
+        return OPEN.computeIfAbsent(backend + "|" + kind + ":" + ordinal, k -> new Device(backend, kind, ordinal));
+    }
+
     /** "cpu", "cpu:0", "cuda", "cuda:1". */
     public static Device parse(String spec) {
         String s = spec.trim().toLowerCase(java.util.Locale.ROOT);

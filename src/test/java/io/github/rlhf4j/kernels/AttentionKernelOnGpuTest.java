@@ -1,0 +1,35 @@
+package io.github.rlhf4j.kernels;
+
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.github.rlhf4j.runtime.Backend;
+import io.github.rlhf4j.runtime.DType;
+import io.github.rlhf4j.runtime.Device;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+
+/**
+ * AttentionKernelTest's cases (forward and backward, tensor-core and SIMT paths) on a real GPU (CUDA device 0) against
+ * the CPU backend, at the same tolerances. Skipped, saying why, where there is no CUDA backend or no GPU.
+ */
+@Tag("gpu")
+class AttentionKernelOnGpuTest extends AttentionKernelTest {
+    @BeforeAll
+    static void needsGpu() {
+        var cuda = Backend.cuda();
+        assumeTrue(cuda.isPresent(), "no CUDA backend in this build (librlhf4j_cuda.so is built when nvcc is "
+                + "present): GPU attention checks skipped");
+        assumeTrue(cuda.get().deviceCount() > 0,
+                "CUDA backend loaded but no GPU visible: GPU attention checks skipped");
+    }
+
+    @Override
+    KernelCheck check(DType dt) {
+        return KernelCheck.on(Device.cuda(0), dt);
+    }
+
+    @Override
+    Device device() {
+        return Device.cuda(0);
+    }
+}
