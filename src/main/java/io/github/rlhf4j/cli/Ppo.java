@@ -32,6 +32,9 @@ final class Ppo implements Callable<Integer> {
     StageOptions.TrainingOptions training;
 
     @Mixin
+    StageOptions.RunOptions run;
+
+    @Mixin
     PpoOptions ppo;
 
     @Option(names = "--actor-model-name-or-path", paramLabel = "DIR", required = true,
@@ -53,7 +56,7 @@ final class Ppo implements Callable<Integer> {
         StageOptions.modelDir(cmd, "--critic-model-name-or-path", critic);
         Path out = data.outputDir.resolve("step3-models").resolve(name != null ? name : StageOptions.name(actor));
         Stages.ppo(ppo.settings(cmd, d, actor, critic, training, out, data.outputDir.resolve("logs/step3.jsonl")),
-                cmd.getOut());
+                run.options(cmd, data.outputDir), cmd.getOut());
         return 0;
     }
 

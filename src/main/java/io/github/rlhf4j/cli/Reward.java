@@ -28,6 +28,9 @@ final class Reward implements Callable<Integer> {
     @Mixin
     StageOptions.TrainingOptions training;
 
+    @Mixin
+    StageOptions.RunOptions run;
+
     @Option(names = "--model-name-or-path", paramLabel = "DIR", required = true,
             description = "A causal-LM or reward-model directory in Hugging Face layout, tokenizer included.")
     Path model;
@@ -51,7 +54,7 @@ final class Reward implements Callable<Integer> {
         StageOptions.modelDir(cmd, "--model-name-or-path", model);
         Path out = data.outputDir.resolve("reward-models").resolve(name != null ? name : StageOptions.name(model));
         Stages.reward(new Stages.RewardSettings(d, model, maxSeqLen, training.training(0), lr, weightDecay, out,
-                data.outputDir.resolve("logs/step2.jsonl")), cmd.getOut());
+                data.outputDir.resolve("logs/step2.jsonl")), run.options(cmd, data.outputDir), cmd.getOut());
         return 0;
     }
 }

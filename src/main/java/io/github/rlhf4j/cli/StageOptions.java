@@ -74,6 +74,35 @@ final class StageOptions {
         }
     }
 
+    /** Checkpoints, resume and NaN handling; HF Trainer's save_steps / save_total_limit / resume_from_checkpoint. */
+    static final class RunOptions {
+        @Option(names = "--checkpoint-every", defaultValue = "500", paramLabel = "N",
+                description = "Write a checkpoint every N optimizer steps of a stage, and always at its end, to "
+                        + "OUTPUT_DIR/checkpoints/stepK/checkpoint-STEP: weights, optimizer state, schedule, RNG "
+                        + "counters, data position, metrics (0: only at the end; default: ${DEFAULT-VALUE}).")
+        long checkpointEvery;
+
+        @Option(names = "--save-total-limit", defaultValue = "2", paramLabel = "N",
+                description = "Keep the newest N checkpoints of each stage (0: all; default: ${DEFAULT-VALUE}).")
+        int saveTotalLimit;
+
+        @Option(names = "--resume", description = "Continue from the newest complete checkpoint of the stage in "
+                + "progress; stages that finished are skipped. Same flags as the interrupted run, same result.")
+        boolean resume;
+
+        @Option(names = "--skip-nonfinite-steps", description = "Skip an optimizer step whose loss or gradient is NaN "
+                + "or Inf (counted, logged in the metrics and the summary) instead of stopping the run.")
+        boolean skipNonFinite;
+
+        Stages.RunOptions options(CommandLine cmd, Path outputDir) {
+            if (checkpointEvery < 0)
+                throw new CommandLine.ParameterException(cmd, "--checkpoint-every " + checkpointEvery + " must be >= 0");
+            if (saveTotalLimit < 0)
+                throw new CommandLine.ParameterException(cmd, "--save-total-limit " + saveTotalLimit + " must be >= 0");
+            return Stages.RunOptions.under(outputDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite);
+        }
+    }
+
     /** A model directory that must exist (config.json inside). */
     static Path modelDir(CommandLine cmd, String flag, Path dir) {
         if (dir == null) throw new CommandLine.ParameterException(cmd, "Missing required option: " + flag);

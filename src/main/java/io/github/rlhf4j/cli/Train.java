@@ -25,7 +25,8 @@ import picocli.CommandLine.Option;
                 "  bin/rlhf4j train --step 1 2 3 --actor-model models/opt-1.3b --reward-model models/opt-350m \\",
                 "      --deployment-type single_gpu --data-path data/hh-rlhf --output-dir output",
                 "  bin/rlhf4j train --step 3 --actor-model models/opt-1.3b --reward-model models/opt-350m \\",
-                "      --data-path data/hh-rlhf --enable-ema      step 3 again from the saved steps 1 and 2"})
+                "      --data-path data/hh-rlhf --enable-ema      step 3 again from the saved steps 1 and 2",
+                "  bin/rlhf4j train --checkpoint-every 100 --resume   go on where a killed run stopped"})
 final class Train implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -49,6 +50,9 @@ final class Train implements Callable<Integer> {
 
     @Mixin
     StageOptions.TrainingOptions training;
+
+    @Mixin
+    StageOptions.RunOptions run;
 
     @Mixin
     Ppo.PpoOptions ppo;
@@ -81,6 +85,7 @@ final class Train implements Callable<Integer> {
         for (int s : todo)
             if (s < 1 || s > 3) throw new CommandLine.ParameterException(cmd, "--step " + s + ": the steps are 1, 2 and 3");
 
+        Stages.RunOptions guard = run.options(cmd, data.outputDir);
         if (actorModel == null && rewardModel == null) {
             if (data.dataPath != null)
                 throw new CommandLine.ParameterException(cmd, "--data-path needs --actor-model and --reward-model "
@@ -90,7 +95,8 @@ final class Train implements Callable<Integer> {
                         + todo + " needs --actor-model and --reward-model");
             DemoSettings s = DemoSettings.defaults().withSeed(data.seed).withMaxSteps(training.maxSteps);
             if (demoRows != null) s = s.withRows(demoRows);
-            Demo.run(data.outputDir, s, cmd.getOut());
+            if (ppo.enableEma) s = s.withEma(true);
+            Demo.run(data.outputDir, s, guard, cmd.getOut());
             return 0;
         }
         if (actorModel == null || rewardModel == null)
@@ -103,19 +109,19 @@ final class Train implements Callable<Integer> {
         if (todo.contains(1)) {
             StageOptions.modelDir(cmd, "--actor-model", actorModel);
             Stages.sft(new Stages.SftSettings(d, actorModel, false, maxSeqLen, training.training(0), sftLr, 0.0,
-                    actorDir, logs.resolve("step1.jsonl")), cmd.getOut());
+                    actorDir, logs.resolve("step1.jsonl")), guard, cmd.getOut());
         }
         if (todo.contains(2)) {
             StageOptions.modelDir(cmd, "--reward-model", rewardModel);
             Stages.reward(new Stages.RewardSettings(d, rewardModel, maxSeqLen, training.training(0), rewardLr, 0.0,
-                    rmDir, logs.resolve("step2.jsonl")), cmd.getOut());
+                    rmDir, logs.resolve("step2.jsonl")), guard, cmd.getOut());
         }
         if (todo.contains(3)) {
             StageOptions.modelDir(cmd, "step 1's output (run --step 1 first)", actorDir);
             StageOptions.modelDir(cmd, "step 2's output (run --step 2 first)", rmDir);
             Stages.ppo(ppo.settings(cmd, d, actorDir, rmDir, training,
                     out.resolve("step3-models").resolve(StageOptions.name(actorModel)), logs.resolve("step3.jsonl")),
-                    cmd.getOut());
+                    guard, cmd.getOut());
         }
         return 0;
     }

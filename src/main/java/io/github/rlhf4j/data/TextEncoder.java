@@ -48,6 +48,19 @@ public record TextEncoder(Tokenizer tokenizer, String endOfConversationToken, in
     }
 
     /**
+     * How many pad ids the tokenizer puts before every text: DeepSpeed-Chat's {@code num_padding_at_beginning}, 1 for
+     * OPT (its tokenizer starts each text with {@code </s>}, which is also the pad id once pad = EOS) and 0 for GPT-2,
+     * Llama and most others. The reward model's end-of-answer search skips that many pads. Found by encoding a
+     * short text rather than by model family, so a tokenizer with its own conventions gets the right value.
+     */
+    public int paddingAtBeginning() {
+        int[] ids = encode(List.of("a"), Integer.MAX_VALUE)[0];
+        int n = 0;
+        while (n < ids.length && ids[n] == padId) n++;
+        return n;
+    }
+
+    /**
      * Each text as transformers' {@code tokenizer(text, max_length=maxLength, truncation=True)} encodes it: special
      * tokens added, the end cut off past {@code maxLength} (special tokens kept), no padding.
      *

@@ -296,7 +296,9 @@ public final class HfModel implements AutoCloseable {
                 total += b;
             }
             shards.add(current);
-            Map<String, String> meta = Map.of("format", "pt", "producer", "rlhf4j " + Rlhf4j.version());
+            // a fixed order (Map.of's changes from JVM to JVM): the same weights give the same bytes
+            Map<String, String> meta = new java.util.TreeMap<>(Map.of("format", "pt", "producer",
+                    "rlhf4j " + Rlhf4j.version()));
             if (shards.size() == 1) {
                 Safetensors.write(tmp.resolve("model.safetensors"), shards.get(0), dtype, meta);
             } else {

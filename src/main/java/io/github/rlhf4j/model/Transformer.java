@@ -35,6 +35,11 @@ public abstract class Transformer extends Module {
         this.dropoutSeed = seed;
     }
 
+    /** The seed the next dropout site uses (a checkpoint saves it, so a resumed run draws the same masks). */
+    public final long dropoutSeed() {
+        return dropoutSeed;
+    }
+
     /** Dropout with probability p in training mode, identity otherwise. */
     protected final Tensor dropout(Tensor x, double p) {
         if (!isTraining() || p == 0) return x;

@@ -85,6 +85,15 @@ public final class AdamW implements AutoCloseable {
         return step;
     }
 
+    /**
+     * Sets the steps taken so far, for resuming from a checkpoint together with the moments ({@link #moments}): the
+     * bias corrections of the next step depend on it.
+     */
+    public void setStepCount(long steps) {
+        if (steps < 0) throw new IllegalArgumentException("step count " + steps + " must be >= 0");
+        this.step = steps;
+    }
+
     /** One step at the configured learning rate. */
     public void step() {
         step(config.lr(), 1.0);

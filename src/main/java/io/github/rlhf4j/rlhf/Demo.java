@@ -26,13 +26,21 @@ import java.util.Locale;
  * {@code out/summary.json}.
  */
 public final class Demo {
-    /** The demo's figures, {@code summary.json}'s keys. */
+    /**
+     * The demo's figures, {@code summary.json}'s keys; {@code skippedSteps} (optimizer steps skipped for a NaN or Inf
+     * under {@code --skip-nonfinite-steps}, all stages) is written only when there were some.
+     */
     public record Summary(double rmAccuracy, double sftReward, double ppoReward, double sftCheckerAccuracy,
-                          double ppoCheckerAccuracy) {}
+                          double ppoCheckerAccuracy, long skippedSteps) {}
 
     private Demo() {}
 
     public static Summary run(Path out, DemoSettings s, PrintWriter log) {
+        return run(out, s, Stages.RunOptions.NONE, log);
+    }
+
+    /** The demo with checkpoints, resume, NaN skipping and plots as {@code run} says. */
+    public static Summary run(Path out, DemoSettings s, Stages.RunOptions run, PrintWriter log) {
         long t0 = System.nanoTime();
         Path data = out.resolve("demo-data/reverse.jsonl"), init = out.resolve("demo-data/init-model");
         DemoTask.writeData(data, s.rows(), s.seed());
@@ -48,16 +56,16 @@ public final class Demo {
         Path actorDir = out.resolve("actor-models/demo"), rmDir = out.resolve("reward-models/demo");
         Path step3 = out.resolve("step3-models/demo"), logs = out.resolve("logs");
 
-        Stages.sft(new Stages.SftSettings(d, init, false, s.maxSeqLen(),
+        Stages.SftResult sft = Stages.sft(new Stages.SftSettings(d, init, false, s.maxSeqLen(),
                 new Stages.Training(s.batch(), 1000, s.sftSteps(), "cosine", s.sftSteps() / 10), s.sftLr(), 0.0,
-                actorDir, logs.resolve("step1.jsonl")), log);
+                actorDir, logs.resolve("step1.jsonl")), run, log);
         Stages.RewardResult rm = Stages.reward(new Stages.RewardSettings(d, actorDir, s.maxSeqLen(),
                 new Stages.Training(s.batch(), 1000, s.rmSteps(), "cosine", s.rmSteps() / 10), s.rmLr(), 0.0, rmDir,
-                logs.resolve("step2.jsonl")), log);
-        Stages.ppo(new Stages.PpoSettings(d, actorDir, rmDir, s.maxPromptSeqLen(), s.maxAnswerSeqLen(),
-                new Stages.Training(s.batch(), 1000, s.ppoSteps(), s.ppoScheduler(), 0), s.actorLr(), s.criticLr(),
-                0.0, 0.0, 1, false, null, 27.8, s.temperature(), 1.0, s.klCtl(), step3, logs.resolve("step3.jsonl")),
-                log);
+                logs.resolve("step2.jsonl")), run, log);
+        Stages.PpoResult ppo = Stages.ppo(new Stages.PpoSettings(d, actorDir, rmDir, s.maxPromptSeqLen(),
+                s.maxAnswerSeqLen(), new Stages.Training(s.batch(), 1000, s.ppoSteps(), s.ppoScheduler(), 0),
+                s.actorLr(), s.criticLr(), 0.0, 0.0, 1, s.enableEma(), null, 27.8, s.temperature(), 1.0, s.klCtl(),
+                step3, logs.resolve("step3.jsonl")), run, log);
 
         PromptSamples held;
         try (Tokenizer tok = Tokenizer.load(tokDir)) {
@@ -67,7 +75,7 @@ public final class Demo {
         var before = Stages.evaluatePrompts(actorDir, rmDir, held, s.maxAnswerSeqLen(), DemoTask::check);
         var after = Stages.evaluatePrompts(step3.resolve("actor"), rmDir, held, s.maxAnswerSeqLen(), DemoTask::check);
         Summary sum = new Summary(rm.eval().accuracy(), before.reward(), after.reward(), before.checkerAccuracy(),
-                after.checkerAccuracy());
+                after.checkerAccuracy(), sft.skippedSteps() + rm.skippedSteps() + ppo.skippedSteps());
         log.printf(Locale.ROOT, "%nheld out: %d pairs (reward model), %d prompts (actors); %.0f s in all%n",
                 rm.eval().pairs(), held.size(), (System.nanoTime() - t0) / 1e9);
         log.printf(Locale.ROOT, "| %-22s | %8s |%n|%s|%s|%n", "figure", "value", "-".repeat(24), "-".repeat(10));
@@ -76,6 +84,7 @@ public final class Demo {
         row(log, "ppo_reward", sum.ppoReward());
         row(log, "sft_checker_accuracy", sum.sftCheckerAccuracy());
         row(log, "ppo_checker_accuracy", sum.ppoCheckerAccuracy());
+        if (sum.skippedSteps() > 0) row(log, "skipped_steps", sum.skippedSteps());
         writeSummary(out.resolve("summary.json"), sum);
         log.printf("wrote %s; talk to the result: bin/rlhf4j chat --path %s%n", out.resolve("summary.json"),
                 step3.resolve("actor"));
@@ -101,6 +110,7 @@ public final class Demo {
         put(o, "ppo_reward", s.ppoReward());
         put(o, "sft_checker_accuracy", s.sftCheckerAccuracy());
         put(o, "ppo_checker_accuracy", s.ppoCheckerAccuracy());
+        if (s.skippedSteps() > 0) o.put("skipped_steps", s.skippedSteps());
         try {
             Files.createDirectories(file.toAbsolutePath().getParent());
             Path tmp = file.resolveSibling(file.getFileName() + ".tmp");

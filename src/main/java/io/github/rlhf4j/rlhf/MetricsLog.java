@@ -7,24 +7,34 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
  * A stage's metrics as JSON Lines ({@code output/logs/step3.jsonl}): one object per line, flushed as it is written
- * so that a killed run keeps every line it logged. Starts the file afresh.
+ * so that a killed run keeps every line it logged. Starts the file afresh, or appends to it when a stage resumes.
  */
 public final class MetricsLog implements AutoCloseable {
     private static final ObjectMapper JSON = new ObjectMapper();
     private final Path file;
     private final BufferedWriter out;
+    private int lines;
 
     public MetricsLog(Path file) {
+        this(file, false);
+    }
+
+    /** With {@code append}, lines go after the file's existing ones (a resumed stage); else the file starts empty. */
+    public MetricsLog(Path file, boolean append) {
         this.file = file;
         try {
             Path parent = file.toAbsolutePath().getParent();
             if (parent != null) Files.createDirectories(parent);
-            out = Files.newBufferedWriter(file, StandardCharsets.UTF_8);
+            if (append && Files.exists(file)) lines = Files.readAllLines(file, StandardCharsets.UTF_8).size();
+            out = append ? Files.newBufferedWriter(file, StandardCharsets.UTF_8, StandardOpenOption.CREATE,
+                    StandardOpenOption.WRITE, StandardOpenOption.APPEND)
+                    : Files.newBufferedWriter(file, StandardCharsets.UTF_8);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write metrics to " + file + ": " + e.getMessage(), e);
         }
@@ -44,6 +54,7 @@ public final class MetricsLog implements AutoCloseable {
             out.write(JSON.writeValueAsString(line));
             out.newLine();
             out.flush();
+            lines++;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write metrics to " + file + ": " + e.getMessage(), e);
         }
@@ -51,6 +62,11 @@ public final class MetricsLog implements AutoCloseable {
 
     public Path file() {
         return file;
+    }
+
+    /** Lines in the file: those written, plus those it held when opened to append. */
+    public int lines() {
+        return lines;
     }
 
     @Override

@@ -9,7 +9,12 @@ import io.github.rlhf4j.tensor.InPlace;
 /**
  * A trained model's optimizer side, as a DeepSpeed engine holds it: the flat parameters and gradients, AdamW over
  * DeepSpeed-Chat's two weight-decay groups, a learning-rate schedule, and gradient clipping by global norm (DS-Chat's
- * DeepSpeed config clips at 1.0). {@link #step()} clips, steps at the scheduled rate and zeroes the gradients.
+ * DeepSpeed config clips at 1.0). {@link #step} clips, steps at the scheduled rate and zeroes the gradients.
+ *
+ * <p>A NaN or Inf in a loss ({@link #acceptLoss}) or a gradient stops the step with an {@link ArithmeticException}
+ * naming the step and the tensor, before any weight changes; with {@link #skipNonFiniteSteps} on, the step is skipped
+ * instead (gradients zeroed, weights, moments, step count and schedule untouched, as DeepSpeed skips an overflowing
+ * fp16 step) and counted in {@link #skippedSteps}.
  */
 public final class Optimized implements AutoCloseable {
     /** The settings of one model's optimizer. */
@@ -25,6 +30,9 @@ public final class Optimized implements AutoCloseable {
     private final AdamW adamw;
     private final Settings settings;
     private double lastGradNorm = Double.NaN;
+    private boolean skipNonFinite;
+    private long skipped;
+    private String lastSkip;
 
     public Optimized(ParameterStore store, Settings settings) {
         this.store = store;
@@ -55,19 +63,69 @@ public final class Optimized implements AutoCloseable {
         return lastGradNorm;
     }
 
+    /** With {@code on}, a non-finite loss or gradient skips the step (counted) instead of stopping the run. */
+    public void skipNonFiniteSteps(boolean on) {
+        this.skipNonFinite = on;
+    }
+
+    public boolean skipsNonFiniteSteps() {
+        return skipNonFinite;
+    }
+
+    /** Steps skipped for a NaN or Inf so far. */
+    public long skippedSteps() {
+        return skipped;
+    }
+
+    /** Why the last step was skipped (null if none was). */
+    public String lastSkipReason() {
+        return lastSkip;
+    }
+
     /**
-     * Clips, steps and zeroes the gradients. A NaN or Inf gradient stops with the step number and the first parameter
-     * whose gradient holds it, instead of corrupting the weights.
+     * Sets the counters a checkpoint saved: AdamW's steps taken (which also places the schedule) and the steps
+     * skipped. The moments are restored through {@link AdamW#moments}.
      */
-    public void step(String what) {
+    public void restoreCounters(long steps, long skippedSteps) {
+        if (skippedSteps < 0) throw new IllegalArgumentException("skipped steps " + skippedSteps + " must be >= 0");
+        adamw.setStepCount(steps);
+        this.skipped = skippedSteps;
+    }
+
+    /**
+     * Checks a loss before its backward pass: true when it is finite. A NaN or Inf throws, naming {@code what} and
+     * the step; when skipping, it counts the step as skipped and returns false (the caller then takes no step).
+     */
+    public boolean acceptLoss(String what, double loss) {
+        if (Double.isFinite(loss)) return true;
+        return skip(what + ": loss is " + loss + " at step " + (adamw.stepCount() + 1));
+    }
+
+    /**
+     * Clips, steps and zeroes the gradients; returns whether the step was taken. A NaN or Inf gradient stops with the
+     * step number and the first parameter whose gradient holds it, instead of corrupting the weights (or, when
+     * skipping, zeroes the gradients, counts the step as skipped and returns false).
+     */
+    public boolean step(String what) {
         // not GradClip.globalNorm: it throws on a non-finite norm without the step and the parameter
         double norm = Math.sqrt(InPlace.sumOfSquares(store.grad()));
-        if (!Double.isFinite(norm))
-            throw new ArithmeticException(what + ": gradient norm is " + norm + " at step " + (adamw.stepCount() + 1)
-                    + " (first non-finite gradient: " + firstNonFinite() + "); the step was not taken");
+        if (!Double.isFinite(norm)) {
+            String why = what + ": gradient norm is " + norm + " at step " + (adamw.stepCount() + 1)
+                    + " (first non-finite gradient: " + firstNonFinite() + ")";
+            store.zeroGrad();
+            return skip(why);
+        }
         lastGradNorm = norm;
         adamw.step(lr(), GradClip.coefficient(norm, settings.maxGradNorm()));
         store.zeroGrad();
+        return true;
+    }
+
+    private boolean skip(String why) {
+        if (!skipNonFinite) throw new ArithmeticException(why + "; the step was not taken");
+        skipped++;
+        lastSkip = why + "; skipped";
+        return false;
     }
 
     /** The name of the first parameter whose gradient has a NaN or Inf (a host copy: only on the failure path). */

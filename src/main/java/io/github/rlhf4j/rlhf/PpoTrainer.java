@@ -50,6 +50,35 @@ public class PpoTrainer {
         return experiences;
     }
 
+    /**
+     * What generation carries from one batch to the next, for checkpoints: the experience counter (the next batch's
+     * sampling seed is the config's seed plus it) and the last kept sequences (reused when every answer of a batch
+     * is too short), {@code lastSequences} [lastRows, lastColumns] row-major, or null before the first batch.
+     */
+    public record GenerationState(long experiences, int[] lastSequences, int lastRows, int lastColumns,
+                                  int lastPromptLength) {
+        public GenerationState {
+            if (experiences < 0) throw new IllegalArgumentException("experiences " + experiences + " must be >= 0");
+            if (lastSequences != null && lastSequences.length != (long) lastRows * lastColumns)
+                throw new IllegalArgumentException("last sequences: " + lastSequences.length + " ids for " + lastRows
+                        + " x " + lastColumns);
+        }
+    }
+
+    public GenerationState generationState() {
+        return new GenerationState(experiences, lastSeq == null ? null : lastSeq.clone(), lastRows, lastColumns,
+                lastPromptLength);
+    }
+
+    /** Continues generation from a checkpoint's {@link #generationState()}. */
+    public void restoreGenerationState(GenerationState state) {
+        experiences = state.experiences();
+        lastSeq = state.lastSequences() == null ? null : state.lastSequences().clone();
+        lastRows = state.lastRows();
+        lastColumns = state.lastColumns();
+        lastPromptLength = state.lastPromptLength();
+    }
+
     private Device device() {
         return engine.actorOptimizer().store().device();
     }
@@ -166,7 +195,11 @@ public class PpoTrainer {
                 rows, cols);
     }
 
-    /** One PPO step on {@code exp}: an actor step, then a critic step; DS-Chat's train_rlhf. */
+    /**
+     * One PPO step on {@code exp}: an actor step, then a critic step; DS-Chat's train_rlhf. A NaN or Inf loss or
+     * gradient stops the run, or with {@link Optimized#skipNonFiniteSteps} skips that model's step (the loss is
+     * reported as it was).
+     */
     public Losses trainRlhf(Experience exp) {
         int rows = exp.seq().size(0), columns = exp.seq().size(1), start = exp.promptLength() - 1;
         try (Scope s = Scope.open(device())) {
@@ -192,17 +225,21 @@ public class PpoTrainer {
             Tensor logprobs = PpoMath.gatherLogProbs(logits, exp.seq()).slice(1, start, columns - 1);
             Tensor actorLoss = PpoMath.actorLoss(logprobs, exp.logprobs().slice(1, start, columns - 1), advantages,
                     answerMask, config.cliprange());
-            double actorValue = finite("actor loss", actorLoss.item());
-            actorLoss.backward();
-            engine.actorOptimizer().step("ppo actor");
+            double actorValue = actorLoss.item();
+            if (engine.actorOptimizer().acceptLoss("ppo actor", actorValue)) {
+                actorLoss.backward();
+                engine.actorOptimizer().step("ppo actor");
+            }
 
             engine.critic().train(true);
             Tensor values = engine.critic().scores(exp.seq(), exp.attentionMask(), pos).slice(1, start, columns - 1);
             Tensor criticLoss = PpoMath.criticLoss(values, oldValues.slice(1, start, columns - 1), returns, answerMask,
                     config.cliprangeValue());
-            double criticValue = finite("critic loss", criticLoss.item());
-            criticLoss.backward();
-            engine.criticOptimizer().step("ppo critic");
+            double criticValue = criticLoss.item();
+            if (engine.criticOptimizer().acceptLoss("ppo critic", criticValue)) {
+                criticLoss.backward();
+                engine.criticOptimizer().step("ppo critic");
+            }
             return new Losses(actorValue, criticValue, exp.stats().averageReward(), kl, exp.stats().answerLength(),
                     engine.actorOptimizer().lastGradNorm(), engine.criticOptimizer().lastGradNorm());
         }
@@ -213,9 +250,11 @@ public class PpoTrainer {
         engine.actor().train(true);
         try (Scope s = Scope.open(device())) {
             Tensor loss = SftTrainer.loss(engine.actor(), batch);
-            double value = finite("unsupervised loss", loss.item());
-            loss.mul(config.unsupCoef()).backward();
-            engine.actorOptimizer().step("ppo unsupervised");
+            double value = loss.item();
+            if (engine.actorOptimizer().acceptLoss("ppo unsupervised", value)) {
+                loss.mul(config.unsupCoef()).backward();
+                engine.actorOptimizer().step("ppo unsupervised");
+            }
             return value;
         }
     }
@@ -226,12 +265,5 @@ public class PpoTrainer {
      */
     public void updateEma() {
         if (engine.actorEma() != null) engine.actorEma().update(config.emaBeta());
-    }
-
-    private double finite(String what, double v) {
-        if (!Double.isFinite(v))
-            throw new ArithmeticException("ppo: " + what + " is " + v + " at actor step "
-                    + (engine.actorOptimizer().steps() + 1) + "; the step was not taken");
-        return v;
     }
 }

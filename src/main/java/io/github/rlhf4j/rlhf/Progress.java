@@ -16,14 +16,17 @@ public final class Progress implements AutoCloseable {
     private final PrintWriter log;
     private final ProgressBar bar;
     private final long every;
+    private final long from;
     private final long start = System.nanoTime();
 
-    private Progress(String task, long total, PrintWriter log, boolean terminal) {
+    private Progress(String task, long total, long from, PrintWriter log, boolean terminal) {
         this.task = task;
         this.total = total;
+        this.from = from;
         this.log = log;
         this.every = Math.max(1, total / 20);
         this.bar = terminal ? new ProgressBarBuilder().setTaskName(task).setInitialMax(total)
+                .startsFrom(from, java.time.Duration.ZERO)
                 .setStyle(ProgressBarStyle.COLORFUL_UNICODE_BLOCK).setUpdateIntervalMillis(250).build() : null;
     }
 
@@ -32,13 +35,18 @@ public final class Progress implements AutoCloseable {
      * not null when output is redirected, so {@link java.io.Console#isTerminal()} decides.)
      */
     public static Progress start(String task, long total, PrintWriter log) {
+        return start(task, total, 0, log);
+    }
+
+    /** As {@link #start(String, long, PrintWriter)} for a loop resumed with {@code done} steps behind it. */
+    public static Progress start(String task, long total, long done, PrintWriter log) {
         java.io.Console c = System.console();
-        return new Progress(task, total, log, c != null && c.isTerminal());
+        return new Progress(task, total, done, log, c != null && c.isTerminal());
     }
 
     /** For tests and embedding: always plain log lines. */
     public static Progress plain(String task, long total, PrintWriter log) {
-        return new Progress(task, total, log, false);
+        return new Progress(task, total, 0, log, false);
     }
 
     /** Step {@code done} of the total finished; {@code figures} is shown beside it ("loss 1.234 lr 2e-3"). */
@@ -50,13 +58,13 @@ public final class Progress implements AutoCloseable {
         }
         if (done % every != 0 && done != total) return;
         double s = (System.nanoTime() - start) / 1e9;
-        double eta = done > 0 ? s / done * (total - done) : Double.NaN;
+        double eta = done > from ? s / (done - from) * (total - done) : Double.NaN;
         log.printf(Locale.ROOT, "%s %d/%d (%.0f%%) %s | %.1f s, ETA %.0f s%n", task, done, total, 100.0 * done / total,
                 figures, s, eta);
         log.flush();
     }
 
-    /** Seconds since the start. */
+    /** Seconds since this loop (or its resumed part) started. */
     public double elapsed() {
         return (System.nanoTime() - start) / 1e9;
     }

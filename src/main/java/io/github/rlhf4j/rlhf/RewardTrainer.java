@@ -33,17 +33,40 @@ public class RewardTrainer {
         return RewardModelMath.pairwiseLoss(scores, ids, padId, numPaddingAtBeginning);
     }
 
+    /**
+     * What one training step saw on its batch: the loss, and (before the step) the share of pairs whose chosen end
+     * score beats the rejected one and the mean end scores, the training-side twins of {@link Evaluation}.
+     */
+    public record Step(double loss, double accuracy, double chosenScore, double rejectedScore) {}
+
     /** One optimizer step; returns the loss. */
     public double step(PairBatch batch) {
+        return train(batch).loss();
+    }
+
+    /**
+     * One optimizer step, with the batch's accuracy and end scores. A NaN or Inf loss or gradient stops the step (or
+     * skips it, see {@link Optimized#skipNonFiniteSteps}).
+     */
+    public Step train(PairBatch batch) {
         model.train(true);
         try (Scope s = Scope.open(optimizer.store().device())) {
-            Tensor loss = forward(batch).loss();
+            RewardModelMath.Pairwise p = forward(batch);
+            Tensor loss = p.loss();
             double value = loss.item();
-            if (!Double.isFinite(value))
-                throw new ArithmeticException("reward: loss is " + value + " at step " + (optimizer.steps() + 1));
+            double[] c = p.chosenEndScores().toDoubleArray(), r = p.rejectedEndScores().toDoubleArray();
+            int correct = 0;
+            double chosen = 0, rejected = 0;
+            for (int i = 0; i < c.length; i++) {
+                if (c[i] > r[i]) correct++;
+                chosen += c[i];
+                rejected += r[i];
+            }
+            Step step = new Step(value, (double) correct / c.length, chosen / c.length, rejected / c.length);
+            if (!optimizer.acceptLoss("reward", value)) return step;
             loss.backward();
             optimizer.step("reward");
-            return value;
+            return step;
         }
     }
 

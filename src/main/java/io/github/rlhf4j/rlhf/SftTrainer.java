@@ -33,14 +33,16 @@ public class SftTrainer {
         return Functional.crossEntropy(logits, Tensor.ofInts(targets, b, t), LmBatch.IGNORE);
     }
 
-    /** One optimizer step on {@code batch}; returns its loss. */
+    /**
+     * One optimizer step on {@code batch}; returns its loss. A NaN or Inf loss or gradient stops the step (or skips
+     * it, see {@link Optimized#skipNonFiniteSteps}).
+     */
     public double step(LmBatch batch) {
         model.train(true);
         try (Scope s = Scope.open(optimizer.store().device())) {
             Tensor loss = loss(model, batch);
             double value = loss.item();
-            if (!Double.isFinite(value))
-                throw new ArithmeticException("sft: loss is " + value + " at step " + (optimizer.steps() + 1));
+            if (!optimizer.acceptLoss("sft", value)) return value;
             loss.backward();
             optimizer.step("sft");
             return value;

@@ -1,5 +1,8 @@
 package io.github.rlhf4j.rlhf;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.data.Batches;
 import io.github.rlhf4j.data.DataSplit;
 import io.github.rlhf4j.data.Dataset;
@@ -34,8 +37,10 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 import java.util.function.BiPredicate;
 
@@ -43,9 +48,12 @@ import java.util.function.BiPredicate;
  * The three stages as DeepSpeed-Chat's {@code step1/2/3 main.py} run them, on the CPU: each reads its split of the
  * data, trains, reports its eval figures, writes its model(s) in Hugging Face layout (with the tokenizer files) and
  * its metrics as JSON Lines. The command line ({@code bin/rlhf4j sft|reward|ppo|train}) is a thin layer over these.
+ * With {@link RunOptions} a stage also writes checkpoints ({@link Checkpoint}) and resumes from them, reaching the
+ * same weights as an uninterrupted run; skips NaN/Inf steps when asked; and draws its curves ({@link Plots}).
  */
 public final class Stages {
     private static final long SHARD = 5L << 30;
+    private static final ObjectMapper JSON = new ObjectMapper();
 
     private Stages() {}
 
@@ -85,14 +93,44 @@ public final class Stages {
     }
 
     /**
+     * How a stage guards its work. Checkpoints go to {@code checkpointDir/step{1,2,3}/checkpoint-<step>} every
+     * {@code checkpointEvery} steps (0: only at the stage's end) and at the end, keeping the newest
+     * {@code saveTotalLimit} (0: all); null {@code checkpointDir}: none. {@code resume} continues from the newest
+     * usable checkpoint of the stage (a finished stage is skipped). {@code skipNonFinite} skips a step whose loss or
+     * gradient is NaN or Inf instead of stopping, counting it. {@code plotsDir} (null: none) receives each stage's PNG
+     * at every checkpoint and at the end.
+     */
+    public record RunOptions(Path checkpointDir, long checkpointEvery, int saveTotalLimit, boolean resume,
+                             boolean skipNonFinite, Path plotsDir) {
+        /** No checkpoints, no plots, stop on NaN: what a library caller gets by default. */
+        public static final RunOptions NONE = new RunOptions(null, 0, 0, false, false, null);
+
+        public RunOptions {
+            if (checkpointEvery < 0)
+                throw new IllegalArgumentException("--checkpoint-every " + checkpointEvery + " must be >= 0");
+            if (saveTotalLimit < 0)
+                throw new IllegalArgumentException("--save-total-limit " + saveTotalLimit + " must be >= 0");
+            if (resume && checkpointDir == null)
+                throw new IllegalArgumentException("resuming needs a checkpoint directory");
+        }
+
+        /** The command line's: checkpoints in {@code output/checkpoints}, plots in {@code output/plots}. */
+        public static RunOptions under(Path outputDir, long checkpointEvery, int saveTotalLimit, boolean resume,
+                                       boolean skipNonFinite) {
+            return new RunOptions(outputDir.resolve("checkpoints"), checkpointEvery, saveTotalLimit, resume,
+                    skipNonFinite, outputDir.resolve("plots"));
+        }
+    }
+
+    /**
      * Step 1. {@code model}: a Hugging Face model directory (weights and tokenizer), or with {@code fromScratch} one
      * whose config.json is initialised randomly with the seed. The actor goes to {@code out}.
      */
     public record SftSettings(Data data, Path model, boolean fromScratch, int maxSeqLen, Training training, double lr,
                               double weightDecay, Path out, Path metrics) {}
 
-    /** What step 1 reports: eval perplexity, steps, the last training loss. */
-    public record SftResult(double perplexity, long steps, double lastLoss, Path actor) {}
+    /** What step 1 reports: eval perplexity, steps, the last training loss, steps skipped for a NaN or Inf. */
+    public record SftResult(double perplexity, long steps, double lastLoss, Path actor, long skippedSteps) {}
 
     /**
      * Step 2. {@code model}: a causal-LM directory (its base model, a fresh v_head) or a reward-model directory
@@ -102,7 +140,8 @@ public final class Stages {
                                  double weightDecay, Path out, Path metrics) {}
 
     /** What step 2 reports on its eval split. */
-    public record RewardResult(RewardTrainer.Evaluation eval, long steps, double lastLoss, Path rewardModel) {}
+    public record RewardResult(RewardTrainer.Evaluation eval, long steps, double lastLoss, Path rewardModel,
+                               long skippedSteps) {}
 
     /** Step 3: actor from step 1, critic and reward model from step 2; models to {@code out/{actor,critic,actor_ema}}. */
     public record PpoSettings(Data data, Path actor, Path critic, int maxPromptSeqLen, int maxAnswerSeqLen,
@@ -117,12 +156,84 @@ public final class Stages {
         }
     }
 
-    /** What step 3 reports: the last step's losses and where the models went. */
-    public record PpoResult(PpoTrainer.Losses last, long steps, Path actor, Path critic, Path actorEma) {}
+    /**
+     * What step 3 reports: the last step's losses, where the models went, and the optimizer steps (actor and critic
+     * together) skipped for a NaN or Inf.
+     */
+    public record PpoResult(PpoTrainer.Losses last, long steps, Path actor, Path critic, Path actorEma,
+                            long skippedSteps) {}
+
+    // ---- settings a resumed stage must share (by the flag that sets them) -----------------------------------------
+
+    private static Map<String, String> common(Data d, Training t) {
+        Map<String, String> m = new LinkedHashMap<>();
+        m.put("--data-path", String.join(" ", d.paths().stream().map(Stages::canonical).toList()));
+        m.put("--data-split", d.split());
+        m.put("--seed", Long.toString(d.seed()));
+        m.put("--per-device-train-batch-size", Integer.toString(t.batchSize()));
+        m.put("--num-train-epochs", Integer.toString(t.epochs()));
+        m.put("--max-steps", Long.toString(t.maxSteps()));
+        m.put("--lr-scheduler-type", t.scheduler());
+        m.put("--num-warmup-steps", Integer.toString(t.warmupSteps()));
+        return m;
+    }
+
+    static Map<String, String> settingsOf(SftSettings s) {
+        Map<String, String> m = common(s.data(), s.training());
+        m.put("--model-name-or-path", canonical(s.model()));
+        m.put("--from-scratch", Boolean.toString(s.fromScratch()));
+        m.put("--max-seq-len", Integer.toString(s.maxSeqLen()));
+        m.put("--learning-rate", Double.toString(s.lr()));
+        m.put("--weight-decay", Double.toString(s.weightDecay()));
+        return m;
+    }
+
+    static Map<String, String> settingsOf(RewardSettings s) {
+        Map<String, String> m = common(s.data(), s.training());
+        m.put("--model-name-or-path", canonical(s.model()));
+        m.put("--max-seq-len", Integer.toString(s.maxSeqLen()));
+        m.put("--learning-rate", Double.toString(s.lr()));
+        m.put("--weight-decay", Double.toString(s.weightDecay()));
+        return m;
+    }
+
+    static Map<String, String> settingsOf(PpoSettings s) {
+        Map<String, String> m = common(s.data(), s.training());
+        m.put("--actor-model-name-or-path", canonical(s.actor()));
+        m.put("--critic-model-name-or-path", canonical(s.critic()));
+        m.put("--max-prompt-seq-len", Integer.toString(s.maxPromptSeqLen()));
+        m.put("--max-answer-seq-len", Integer.toString(s.maxAnswerSeqLen()));
+        m.put("--actor-learning-rate", Double.toString(s.actorLr()));
+        m.put("--critic-learning-rate", Double.toString(s.criticLr()));
+        m.put("--actor-weight-decay", Double.toString(s.actorWeightDecay()));
+        m.put("--critic-weight-decay", Double.toString(s.criticWeightDecay()));
+        m.put("--ppo-epochs", Integer.toString(s.ppoEpochs()));
+        m.put("--enable-ema", Boolean.toString(s.enableEma()));
+        m.put("--unsupervised-dataset-name", s.unsupervisedDataset() == null ? "" : canonical(s.unsupervisedDataset()));
+        m.put("--unsup-coef", Double.toString(s.unsupCoef()));
+        m.put("--temperature", Double.toString(s.temperature()));
+        m.put("--top-p", Double.toString(s.topP()));
+        m.put("kl_ctl", Double.toString(s.klCtl()));
+        return m;
+    }
+
+    private static String canonical(Path p) {
+        return p.toAbsolutePath().normalize().toString();
+    }
 
     // ---- step 1 ----------------------------------------------------------------------------------------------------
 
     public static SftResult sft(SftSettings s, PrintWriter log) {
+        return sft(s, RunOptions.NONE, log);
+    }
+
+    /** Step 1 with checkpoints, resume, NaN skipping and plots as {@code run} says. */
+    public static SftResult sft(SftSettings s, RunOptions run, PrintWriter log) {
+        StageCheckpoints ck = new StageCheckpoints("step1", "step 1", run, settingsOf(s), s.metrics(), log);
+        JsonNode done = ck.finished(s.out());
+        if (done != null)
+            return new SftResult(StageCheckpoints.getDouble(done, "perplexity"), done.path("steps").asLong(),
+                    StageCheckpoints.getDouble(done, "last_loss"), s.out(), done.path("skipped_steps").asLong());
         Device dev = Device.cpu();
         DataSplit split = s.data().load();
         try (Tokenizer tok = Tokenizer.load(s.model());
@@ -139,36 +250,94 @@ public final class Stages {
             long steps = s.training().steps(batches.batchesPerEpoch());
             log.printf(Locale.ROOT, "step 1 (sft): %s, %,d parameters, %d samples, %d steps%n", s.model(),
                     hf.parameters().parameterCount(), train.size(), steps);
-            double loss = Double.NaN, ppl;
+            double ppl;
             try (Optimized opt = new Optimized(hf.parameters(), new Optimized.Settings(s.lr(), s.weightDecay(),
-                         s.training().schedule(steps), 1.0));
-                 MetricsLog metrics = new MetricsLog(s.metrics());
-                 Progress bar = Progress.start("step1", steps, log)) {
+                    s.training().schedule(steps), 1.0))) {
+                opt.skipNonFiniteSteps(run.skipNonFinite());
                 SftTrainer trainer = new SftTrainer(hf.model(), opt);
-                for (long i = 1; i <= steps; i++) {
-                    LmBatch b = batches.next();
-                    double lr = opt.lr();
-                    long t0 = System.nanoTime();
-                    loss = trainer.step(b);
-                    double tps = tokens(b.attentionMask()) / ((System.nanoTime() - t0) / 1e9);
-                    metrics.log("step", i, "loss", loss, "lr", lr, "tokens_per_s", tps, "elapsed_s", bar.elapsed());
-                    bar.step(i, String.format(Locale.ROOT, "loss %.4f lr %.3g %.0f tok/s", loss, lr, tps));
+                Transformer base = hf.model().base();
+                StageCheckpoints.Saved saved = new StageCheckpoints.Saved() {
+                    @Override
+                    public void write(Checkpoint.Writer w, ObjectNode state) {
+                        w.model("actor", hf.model(), hf.configJson(), s.model());
+                        w.optimizer("actor", opt);
+                        saveOptimizer(state, "actor", opt);
+                        StageCheckpoints.putPosition(state, "data_position", batches.position());
+                        state.putObject("dropout_seeds").put("actor", base.dropoutSeed());
+                    }
+
+                    @Override
+                    public void verify(Checkpoint c) {
+                        c.verifyModel("actor", hf.model());
+                        c.verifyOptimizer("actor", opt);
+                        StageCheckpoints.getPosition(c, "data_position");
+                    }
+
+                    @Override
+                    public void restore(Checkpoint c) {
+                        c.loadModel("actor", hf.model());
+                        c.loadOptimizer("actor", opt);
+                        batches.seek(StageCheckpoints.getPosition(c, "data_position"));
+                        base.setDropoutSeed(c.state().path("dropout_seeds").path("actor").asLong());
+                    }
+                };
+                Checkpoint from = ck.resume(saved);
+                long first = from == null ? 1 : from.step() + 1;
+                double elapsed0 = from == null ? 0 : StageCheckpoints.getDouble(from.state(), "elapsed_s");
+                double loss = from == null ? Double.NaN : StageCheckpoints.getDouble(from.state(), "last_loss");
+                try (MetricsLog metrics = ck.metrics(from);
+                     Progress bar = Progress.start("step1", steps, first - 1, log)) {
+                    for (long i = first; i <= steps; i++) {
+                        LmBatch b = batches.next();
+                        double lr = opt.lr();
+                        long skipped = opt.skippedSteps(), t0 = System.nanoTime();
+                        loss = trainer.step(b);
+                        double tps = tokens(b.attentionMask()) / ((System.nanoTime() - t0) / 1e9);
+                        metrics.log(line(skips(log, "step 1", i, skipped, opt), "step", i, "loss", loss, "lr", lr,
+                                "tokens_per_s", tps, "elapsed_s", elapsed0 + bar.elapsed()));
+                        bar.step(i, String.format(Locale.ROOT, "loss %.4f lr %.3g %.0f tok/s", loss, lr, tps));
+                        if (ck.due(i, steps)) {
+                            ObjectNode state = JSON.createObjectNode();
+                            StageCheckpoints.putDouble(state, "last_loss", loss);
+                            state.put("elapsed_s", elapsed0 + bar.elapsed());
+                            ck.save(i, steps, saved, state, metrics);
+                        }
+                    }
+                    ppl = eval.size() == 0 ? Double.NaN : trainer.perplexity(eval.inOrder(s.training().batchSize()));
+                    metrics.log("step", steps, "eval_perplexity", ppl, "eval_samples", eval.size(), "elapsed_s",
+                            elapsed0 + bar.elapsed());
                 }
-                ppl = eval.size() == 0 ? Double.NaN : trainer.perplexity(eval.inOrder(s.training().batchSize()));
-                metrics.log("step", steps, "eval_perplexity", ppl, "eval_samples", eval.size(), "elapsed_s",
-                        bar.elapsed());
+                log.printf(Locale.ROOT, "step 1 eval: perplexity %.4f on %d samples%n", ppl, eval.size());
+                reportSkips(log, "step 1", steps, opt.skippedSteps(), opt.lastSkipReason());
+                HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
+                log.printf("step 1 saved %s%n", s.out());
+                ObjectNode result = JSON.createObjectNode();
+                StageCheckpoints.putDouble(result, "perplexity", ppl);
+                result.put("steps", steps);
+                StageCheckpoints.putDouble(result, "last_loss", loss);
+                result.put("skipped_steps", opt.skippedSteps());
+                ck.complete(result);
+                log.flush();
+                return new SftResult(ppl, steps, loss, s.out(), opt.skippedSteps());
             }
-            log.printf(Locale.ROOT, "step 1 eval: perplexity %.4f on %d samples%n", ppl, eval.size());
-            HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
-            log.printf("step 1 saved %s%n", s.out());
-            log.flush();
-            return new SftResult(ppl, steps, loss, s.out());
         }
     }
 
     // ---- step 2 ----------------------------------------------------------------------------------------------------
 
     public static RewardResult reward(RewardSettings s, PrintWriter log) {
+        return reward(s, RunOptions.NONE, log);
+    }
+
+    /** Step 2 with checkpoints, resume, NaN skipping and plots as {@code run} says. */
+    public static RewardResult reward(RewardSettings s, RunOptions run, PrintWriter log) {
+        StageCheckpoints ck = new StageCheckpoints("step2", "step 2", run, settingsOf(s), s.metrics(), log);
+        JsonNode done = ck.finished(s.out());
+        if (done != null)
+            return new RewardResult(new RewardTrainer.Evaluation(StageCheckpoints.getDouble(done, "accuracy"),
+                    StageCheckpoints.getDouble(done, "chosen_score"), StageCheckpoints.getDouble(done, "rejected_score"),
+                    done.path("pairs").asInt()), done.path("steps").asLong(),
+                    StageCheckpoints.getDouble(done, "last_loss"), s.out(), done.path("skipped_steps").asLong());
         Device dev = Device.cpu();
         DataSplit split = s.data().load();
         ConfigJson json = ConfigJson.read(s.model().resolve("config.json"));
@@ -188,38 +357,102 @@ public final class Stages {
             log.printf(Locale.ROOT, "step 2 (reward model): %s%s, %,d parameters, %d pairs, %d steps%n", s.model(),
                     loaded.notInCheckpoint().isEmpty() ? "" : " (fresh " + String.join(", ", loaded.notInCheckpoint()) + ")",
                     store.parameterCount(), train.size(), steps);
-            double loss = Double.NaN;
             RewardTrainer.Evaluation ev;
             try (Optimized opt = new Optimized(store, new Optimized.Settings(s.lr(), s.weightDecay(),
-                         s.training().schedule(steps), 1.0));
-                 MetricsLog metrics = new MetricsLog(s.metrics());
-                 Progress bar = Progress.start("step2", steps, log)) {
-                RewardTrainer trainer = new RewardTrainer(rm, opt, enc.padId(), 0);
-                for (long i = 1; i <= steps; i++) {
-                    PairBatch b = batches.next();
-                    double lr = opt.lr();
-                    long t0 = System.nanoTime();
-                    loss = trainer.step(b);
-                    double tps = tokens(b.attentionMask()) / ((System.nanoTime() - t0) / 1e9);
-                    metrics.log("step", i, "loss", loss, "lr", lr, "tokens_per_s", tps, "elapsed_s", bar.elapsed());
-                    bar.step(i, String.format(Locale.ROOT, "loss %.4f lr %.3g %.0f tok/s", loss, lr, tps));
+                    s.training().schedule(steps), 1.0))) {
+                opt.skipNonFiniteSteps(run.skipNonFinite());
+                RewardTrainer trainer = new RewardTrainer(rm, opt, enc.padId(), enc.paddingAtBeginning());
+                Transformer base = rm.base();
+                StageCheckpoints.Saved saved = new StageCheckpoints.Saved() {
+                    @Override
+                    public void write(Checkpoint.Writer w, ObjectNode state) {
+                        w.model("reward", rm, json, s.model());
+                        w.optimizer("reward", opt);
+                        saveOptimizer(state, "reward", opt);
+                        StageCheckpoints.putPosition(state, "data_position", batches.position());
+                        state.putObject("dropout_seeds").put("reward", base.dropoutSeed());
+                    }
+
+                    @Override
+                    public void verify(Checkpoint c) {
+                        c.verifyModel("reward", rm);
+                        c.verifyOptimizer("reward", opt);
+                        StageCheckpoints.getPosition(c, "data_position");
+                    }
+
+                    @Override
+                    public void restore(Checkpoint c) {
+                        c.loadModel("reward", rm);
+                        c.loadOptimizer("reward", opt);
+                        batches.seek(StageCheckpoints.getPosition(c, "data_position"));
+                        base.setDropoutSeed(c.state().path("dropout_seeds").path("reward").asLong());
+                    }
+                };
+                Checkpoint from = ck.resume(saved);
+                long first = from == null ? 1 : from.step() + 1;
+                double elapsed0 = from == null ? 0 : StageCheckpoints.getDouble(from.state(), "elapsed_s");
+                double loss = from == null ? Double.NaN : StageCheckpoints.getDouble(from.state(), "last_loss");
+                try (MetricsLog metrics = ck.metrics(from);
+                     Progress bar = Progress.start("step2", steps, first - 1, log)) {
+                    for (long i = first; i <= steps; i++) {
+                        PairBatch b = batches.next();
+                        double lr = opt.lr();
+                        long skipped = opt.skippedSteps(), t0 = System.nanoTime();
+                        RewardTrainer.Step st = trainer.train(b);
+                        loss = st.loss();
+                        double tps = tokens(b.attentionMask()) / ((System.nanoTime() - t0) / 1e9);
+                        metrics.log(line(skips(log, "step 2", i, skipped, opt), "step", i, "loss", loss, "accuracy",
+                                st.accuracy(), "chosen_score", st.chosenScore(), "rejected_score", st.rejectedScore(),
+                                "lr", lr, "tokens_per_s", tps, "elapsed_s", elapsed0 + bar.elapsed()));
+                        bar.step(i, String.format(Locale.ROOT, "loss %.4f acc %.2f lr %.3g %.0f tok/s", loss,
+                                st.accuracy(), lr, tps));
+                        if (ck.due(i, steps)) {
+                            ObjectNode state = JSON.createObjectNode();
+                            StageCheckpoints.putDouble(state, "last_loss", loss);
+                            state.put("elapsed_s", elapsed0 + bar.elapsed());
+                            ck.save(i, steps, saved, state, metrics);
+                        }
+                    }
+                    ev = trainer.evaluate(eval.inOrder(s.training().batchSize()));
+                    metrics.log("step", steps, "eval_accuracy", ev.accuracy(), "eval_chosen_score", ev.chosenScore(),
+                            "eval_rejected_score", ev.rejectedScore(), "eval_pairs", ev.pairs(), "elapsed_s",
+                            elapsed0 + bar.elapsed());
                 }
-                ev = trainer.evaluate(eval.inOrder(s.training().batchSize()));
-                metrics.log("step", steps, "eval_accuracy", ev.accuracy(), "eval_chosen_score", ev.chosenScore(),
-                        "eval_rejected_score", ev.rejectedScore(), "eval_pairs", ev.pairs(), "elapsed_s", bar.elapsed());
+                log.printf(Locale.ROOT, "step 2 eval: accuracy %.4f, chosen score %.4f, rejected score %.4f (%d pairs)%n",
+                        ev.accuracy(), ev.chosenScore(), ev.rejectedScore(), ev.pairs());
+                reportSkips(log, "step 2", steps, opt.skippedSteps(), opt.lastSkipReason());
+                HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
+                log.printf("step 2 saved %s%n", s.out());
+                ObjectNode result = JSON.createObjectNode();
+                StageCheckpoints.putDouble(result, "accuracy", ev.accuracy());
+                StageCheckpoints.putDouble(result, "chosen_score", ev.chosenScore());
+                StageCheckpoints.putDouble(result, "rejected_score", ev.rejectedScore());
+                result.put("pairs", ev.pairs());
+                result.put("steps", steps);
+                StageCheckpoints.putDouble(result, "last_loss", loss);
+                result.put("skipped_steps", opt.skippedSteps());
+                ck.complete(result);
+                log.flush();
+                return new RewardResult(ev, steps, loss, s.out(), opt.skippedSteps());
             }
-            log.printf(Locale.ROOT, "step 2 eval: accuracy %.4f, chosen score %.4f, rejected score %.4f (%d pairs)%n",
-                    ev.accuracy(), ev.chosenScore(), ev.rejectedScore(), ev.pairs());
-            HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
-            log.printf("step 2 saved %s%n", s.out());
-            log.flush();
-            return new RewardResult(ev, steps, loss, s.out());
         }
     }
 
     // ---- step 3 ----------------------------------------------------------------------------------------------------
 
     public static PpoResult ppo(PpoSettings s, PrintWriter log) {
+        return ppo(s, RunOptions.NONE, log);
+    }
+
+    /** Step 3 with checkpoints, resume, NaN skipping and plots as {@code run} says. */
+    public static PpoResult ppo(PpoSettings s, RunOptions run, PrintWriter log) {
+        StageCheckpoints ck = new StageCheckpoints("step3", "step 3", run, settingsOf(s), s.metrics(), log);
+        Path actorOut = s.out().resolve("actor"), criticOut = s.out().resolve("critic");
+        Path emaOut = s.enableEma() ? s.out().resolve("actor_ema") : null;
+        JsonNode done = emaOut == null ? ck.finished(actorOut, criticOut) : ck.finished(actorOut, criticOut, emaOut);
+        if (done != null)
+            return new PpoResult(losses(done.path("last")), done.path("steps").asLong(), actorOut, criticOut, emaOut,
+                    done.path("skipped_steps").asLong());
         Device dev = Device.cpu();
         DataSplit split = s.data().load();
         ConfigJson actorJson = ConfigJson.read(s.actor().resolve("config.json"));
@@ -265,55 +498,204 @@ public final class Stages {
             ppo = new PpoConfig(ppo.klCtl(), ppo.clipRewardValue(), ppo.cliprange(), ppo.cliprangeValue(), ppo.gamma(),
                     ppo.lam(), ppo.ppoEpochs(), gen, s.unsupCoef(), ppo.emaBeta(), ppo.positionsFromMask());
             LrSchedule schedule = s.training().schedule(steps);
-            Path actorOut = s.out().resolve("actor"), criticOut = s.out().resolve("critic");
-            Path emaOut = s.enableEma() ? s.out().resolve("actor_ema") : null;
-            PpoTrainer.Losses last = null;
+            PpoTrainer.Losses last;
+            long skippedSteps;
+            // the EMA is saved through a model of the actor's config whose parameters get the shadow's values
+            CausalLM ema = s.enableEma() ? CausalLM.of(actorConfig) : null;
             try (RlhfEngine engine = new RlhfEngine(actor,
                     new Optimized(actorStore, new Optimized.Settings(s.actorLr(), s.actorWeightDecay(), schedule, 1.0)),
                     ref, refStore, critic,
                     new Optimized(criticStore, new Optimized.Settings(s.criticLr(), s.criticWeightDecay(), schedule, 1.0)),
                     reward, rewardStore, s.enableEma());
-                 MetricsLog metrics = new MetricsLog(s.metrics());
-                 Progress bar = Progress.start("step3", steps, log)) {
+                 ParameterStore emaStore = ema == null ? null : ParameterStore.allocate(ema, dev, DType.F32, 0, false)) {
+                Optimized actorOpt = engine.actorOptimizer(), criticOpt = engine.criticOptimizer();
+                actorOpt.skipNonFiniteSteps(run.skipNonFinite());
+                criticOpt.skipNonFiniteSteps(run.skipNonFinite());
                 PpoTrainer trainer = new PpoTrainer(engine, ppo);
-                for (long i = 1; i <= steps; i++) {
-                    double actorLr = engine.actorOptimizer().lr(), criticLr = engine.criticOptimizer().lr();
-                    long t0 = System.nanoTime();
-                    double unsupLoss = Double.NaN;
-                    int tokens;
-                    LmBatch u = unsup != null ? unsup.next() : null;
-                    try (Experience exp = trainer.generateExperience(batches.next())) {
-                        tokens = tokens(exp.attentionMask().toIntArray());
-                        // DS-Chat's loop: per PPO epoch over the (one) minibatch, the PPO step, the mixture step,
-                        // then the EMA update
-                        for (int e = 0; e < s.ppoEpochs(); e++) {
-                            last = trainer.trainRlhf(exp);
-                            if (u != null) unsupLoss = trainer.trainUnsupervised(u);
-                            trainer.updateEma();
+                Batches<LmBatch> unsupBatches = unsup;
+                StageCheckpoints.Saved saved = new StageCheckpoints.Saved() {
+                    @Override
+                    public void write(Checkpoint.Writer w, ObjectNode state) {
+                        w.model("actor", actor, actorJson, s.actor());
+                        w.model("critic", critic, criticJson, s.critic());
+                        if (ema != null) {
+                            emaStore.data().copyFromTensor(engine.actorEma().shadow(), false); // same layout
+                            w.model("actor_ema", ema, actorJson, s.actor());
+                        }
+                        w.optimizer("actor", actorOpt);
+                        w.optimizer("critic", criticOpt);
+                        saveOptimizer(state, "actor", actorOpt);
+                        saveOptimizer(state, "critic", criticOpt);
+                        StageCheckpoints.putPosition(state, "data_position", batches.position());
+                        if (unsupBatches != null)
+                            StageCheckpoints.putPosition(state, "unsupervised_position", unsupBatches.position());
+                        ObjectNode dropout = state.putObject("dropout_seeds");
+                        dropout.put("actor", actor.base().dropoutSeed());
+                        dropout.put("critic", critic.base().dropoutSeed());
+                        PpoTrainer.GenerationState g = trainer.generationState();
+                        ObjectNode gs = state.putObject("generation");
+                        gs.put("sampling_seed", gen.seed());
+                        gs.put("experiences", g.experiences());
+                        gs.put("last_rows", g.lastRows());
+                        gs.put("last_columns", g.lastColumns());
+                        gs.put("last_prompt_length", g.lastPromptLength());
+                        if (g.lastSequences() != null)
+                            w.ints("last_sequences", g.lastSequences(), g.lastRows(), g.lastColumns());
+                    }
+
+                    @Override
+                    public void verify(Checkpoint c) {
+                        c.verifyModel("actor", actor);
+                        c.verifyModel("critic", critic);
+                        if (ema != null) c.verifyModel("actor_ema", ema);
+                        c.verifyOptimizer("actor", actorOpt);
+                        c.verifyOptimizer("critic", criticOpt);
+                        StageCheckpoints.getPosition(c, "data_position");
+                        if (unsupBatches != null) StageCheckpoints.getPosition(c, "unsupervised_position");
+                        if (!c.state().path("generation").path("experiences").isIntegralNumber())
+                            throw new Checkpoint.DamagedException(c.dir().resolve(Checkpoint.MANIFEST)
+                                    + ": no generation state");
+                        if (c.state().path("generation").path("experiences").asLong() > 0
+                                && c.ints("last_sequences") == null)
+                            throw new Checkpoint.DamagedException(c.dir() + ": no last_sequences in state.safetensors");
+                    }
+
+                    @Override
+                    public void restore(Checkpoint c) {
+                        c.loadModel("actor", actor);
+                        c.loadModel("critic", critic);
+                        if (ema != null) {
+                            c.loadModel("actor_ema", ema);
+                            engine.actorEma().shadow().copyFromTensor(emaStore.data(), false);
+                        }
+                        c.loadOptimizer("actor", actorOpt);
+                        c.loadOptimizer("critic", criticOpt);
+                        batches.seek(StageCheckpoints.getPosition(c, "data_position"));
+                        if (unsupBatches != null)
+                            unsupBatches.seek(StageCheckpoints.getPosition(c, "unsupervised_position"));
+                        actor.base().setDropoutSeed(c.state().path("dropout_seeds").path("actor").asLong());
+                        critic.base().setDropoutSeed(c.state().path("dropout_seeds").path("critic").asLong());
+                        JsonNode g = c.state().get("generation");
+                        int[] seq = c.ints("last_sequences");
+                        trainer.restoreGenerationState(new PpoTrainer.GenerationState(g.get("experiences").asLong(),
+                                seq, g.path("last_rows").asInt(), g.path("last_columns").asInt(),
+                                g.path("last_prompt_length").asInt()));
+                    }
+                };
+                Checkpoint from = ck.resume(saved);
+                long first = from == null ? 1 : from.step() + 1;
+                double elapsed0 = from == null ? 0 : StageCheckpoints.getDouble(from.state(), "elapsed_s");
+                last = from == null ? null : losses(from.state().path("last"));
+                try (MetricsLog metrics = ck.metrics(from);
+                     Progress bar = Progress.start("step3", steps, first - 1, log)) {
+                    for (long i = first; i <= steps; i++) {
+                        double actorLr = actorOpt.lr(), criticLr = criticOpt.lr();
+                        long skipped = actorOpt.skippedSteps() + criticOpt.skippedSteps(), t0 = System.nanoTime();
+                        double unsupLoss = Double.NaN;
+                        int tokens;
+                        LmBatch u = unsup != null ? unsup.next() : null;
+                        try (Experience exp = trainer.generateExperience(batches.next())) {
+                            tokens = tokens(exp.attentionMask().toIntArray());
+                            // DS-Chat's loop: per PPO epoch over the (one) minibatch, the PPO step, the mixture step,
+                            // then the EMA update
+                            for (int e = 0; e < s.ppoEpochs(); e++) {
+                                last = trainer.trainRlhf(exp);
+                                if (u != null) unsupLoss = trainer.trainUnsupervised(u);
+                                trainer.updateEma();
+                            }
+                        }
+                        double tps = tokens / ((System.nanoTime() - t0) / 1e9);
+                        metrics.log(line(skips(log, "step 3", i, skipped, actorOpt, criticOpt), "step", i,
+                                "actor_loss", last.actorLoss(), "critic_loss", last.criticLoss(), "reward",
+                                last.averageReward(), "kl", last.kl(), "answer_length", last.answerLength(),
+                                "unsup_loss", unsupLoss, "actor_lr", actorLr, "critic_lr", criticLr, "tokens_per_s",
+                                tps, "elapsed_s", elapsed0 + bar.elapsed()));
+                        bar.step(i, String.format(Locale.ROOT,
+                                "reward %.3f kl %.4f actor %.4f critic %.4f len %.1f %.0f tok/s", last.averageReward(),
+                                last.kl(), last.actorLoss(), last.criticLoss(), last.answerLength(), tps));
+                        if (ck.due(i, steps)) {
+                            ObjectNode state = JSON.createObjectNode();
+                            state.set("last", losses(last));
+                            state.put("elapsed_s", elapsed0 + bar.elapsed());
+                            ck.save(i, steps, saved, state, metrics);
                         }
                     }
-                    double tps = tokens / ((System.nanoTime() - t0) / 1e9);
-                    metrics.log("step", i, "actor_loss", last.actorLoss(), "critic_loss", last.criticLoss(), "reward",
-                            last.averageReward(), "kl", last.kl(), "answer_length", last.answerLength(), "unsup_loss",
-                            unsupLoss, "actor_lr", actorLr, "critic_lr", criticLr, "tokens_per_s", tps, "elapsed_s",
-                            bar.elapsed());
-                    bar.step(i, String.format(Locale.ROOT, "reward %.3f kl %.4f actor %.4f critic %.4f len %.1f %.0f tok/s",
-                            last.averageReward(), last.kl(), last.actorLoss(), last.criticLoss(), last.answerLength(), tps));
                 }
+                skippedSteps = actorOpt.skippedSteps() + criticOpt.skippedSteps();
+                reportSkips(log, "step 3", steps, skippedSteps, criticOpt.lastSkipReason() != null
+                        ? criticOpt.lastSkipReason() : actorOpt.lastSkipReason());
                 HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
                 HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
                 if (emaOut != null) {
-                    CausalLM ema = CausalLM.of(actorConfig);
-                    try (ParameterStore emaStore = ParameterStore.allocate(ema, dev, DType.F32, 0, false)) {
-                        emaStore.data().copyFromTensor(engine.actorEma().shadow(), false); // same config, same layout
-                        HfModel.save(ema, actorJson, emaOut, s.actor(), DType.F32, SHARD);
-                    }
+                    emaStore.data().copyFromTensor(engine.actorEma().shadow(), false); // same config, same layout
+                    HfModel.save(ema, actorJson, emaOut, s.actor(), DType.F32, SHARD);
                 }
             }
             log.printf("step 3 saved %s%n", s.out());
+            ObjectNode result = JSON.createObjectNode();
+            result.set("last", losses(last));
+            result.put("steps", steps);
+            result.put("skipped_steps", skippedSteps);
+            ck.complete(result);
             log.flush();
-            return new PpoResult(last, steps, actorOut, criticOut, emaOut);
+            return new PpoResult(last, steps, actorOut, criticOut, emaOut, skippedSteps);
         }
+    }
+
+    // ---- checkpoint and metrics helpers ----------------------------------------------------------------------------
+
+    private static void saveOptimizer(ObjectNode state, String name, Optimized opt) {
+        ObjectNode o = state.withObjectProperty("optimizers").putObject(name);
+        o.put("steps", opt.steps());
+        o.put("skipped_steps", opt.skippedSteps());
+        o.put("lr_schedule_step", opt.steps()); // the schedule is a function of the steps taken
+    }
+
+    private static ObjectNode losses(PpoTrainer.Losses l) {
+        ObjectNode o = JSON.createObjectNode();
+        if (l == null) return o;
+        StageCheckpoints.putDouble(o, "actor_loss", l.actorLoss());
+        StageCheckpoints.putDouble(o, "critic_loss", l.criticLoss());
+        StageCheckpoints.putDouble(o, "reward", l.averageReward());
+        StageCheckpoints.putDouble(o, "kl", l.kl());
+        StageCheckpoints.putDouble(o, "answer_length", l.answerLength());
+        StageCheckpoints.putDouble(o, "actor_grad_norm", l.actorGradNorm());
+        StageCheckpoints.putDouble(o, "critic_grad_norm", l.criticGradNorm());
+        return o;
+    }
+
+    private static PpoTrainer.Losses losses(JsonNode o) {
+        if (o == null || !o.has("actor_loss")) return null;
+        return new PpoTrainer.Losses(StageCheckpoints.getDouble(o, "actor_loss"),
+                StageCheckpoints.getDouble(o, "critic_loss"), StageCheckpoints.getDouble(o, "reward"),
+                StageCheckpoints.getDouble(o, "kl"), StageCheckpoints.getDouble(o, "answer_length"),
+                StageCheckpoints.getDouble(o, "actor_grad_norm"), StageCheckpoints.getDouble(o, "critic_grad_norm"));
+    }
+
+    /**
+     * The metrics fields of a step that skipped an optimizer step (the running count and why), logged as a warning
+     * too; none when it skipped nothing.
+     */
+    private static Object[] skips(PrintWriter log, String stage, long step, long before, Optimized... opts) {
+        long now = 0;
+        String why = null;
+        for (Optimized o : opts) now += o.skippedSteps();
+        if (now == before) return new Object[0];
+        for (Optimized o : opts) if (o.lastSkipReason() != null) why = o.lastSkipReason();
+        log.printf("warning: %s step %d: %s%n", stage, step, why);
+        return new Object[] {"skipped", why, "skipped_steps", now};
+    }
+
+    private static Object[] line(Object[] extra, Object... keysAndValues) {
+        Object[] all = Arrays.copyOf(keysAndValues, keysAndValues.length + extra.length);
+        System.arraycopy(extra, 0, all, keysAndValues.length, extra.length);
+        return all;
+    }
+
+    private static void reportSkips(PrintWriter log, String stage, long steps, long skipped, String lastReason) {
+        if (skipped == 0) return;
+        log.printf("%s: %d optimizer step(s) of %d skipped for a NaN or Inf (--skip-nonfinite-steps); the last: %s%n",
+                stage, skipped, steps, lastReason);
     }
 
     // ---- evaluation on held-out prompts --------------------------------------------------------------------------

@@ -79,6 +79,11 @@ class TrainCommandsTest {
         assertTrue(r.out().contains("| ppo_checker_accuracy"), r.out());
         // stdout of a test is not a terminal: progress comes as plain lines
         assertTrue(r.out().contains("step3 3/3 (100%)"), r.out());
+        // by default a checkpoint at each stage's end (with its result) and the plots
+        for (int s = 1; s <= 3; s++) {
+            assertTrue(Files.isRegularFile(out.resolve("checkpoints/step" + s + "/checkpoint-3/result.json")), "step " + s);
+            assertTrue(Files.size(out.resolve("plots/step" + s + ".png")) > 0, "step" + s + ".png");
+        }
     }
 
     @Test

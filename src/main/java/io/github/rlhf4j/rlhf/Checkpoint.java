@@ -1,0 +1,471 @@
+package io.github.rlhf4j.rlhf;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.github.rlhf4j.Rlhf4j;
+import io.github.rlhf4j.model.ConfigJson;
+import io.github.rlhf4j.model.HfModel;
+import io.github.rlhf4j.model.ModelFormatException;
+import io.github.rlhf4j.model.Safetensors;
+import io.github.rlhf4j.nn.Module;
+import io.github.rlhf4j.optim.AdamW;
+import io.github.rlhf4j.runtime.DType;
+import io.github.rlhf4j.tensor.Autograd;
+import io.github.rlhf4j.tensor.Scope;
+import io.github.rlhf4j.tensor.Tensor;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+/**
+ * One checkpoint of a training stage: a folder {@code checkpoint-<step>} holding what a resumed run needs to go on
+ * exactly as an uninterrupted one would. The trained models as Hugging Face directories (so a checkpoint's actor
+ * loads in transformers as it is), each optimizer's AdamW moments ({@code optimizer/<model>.safetensors}: the flat
+ * {@code exp_avg.<group>} and {@code exp_avg_sq.<group>} buffers), small integer arrays
+ * ({@code state.safetensors}), the stage's metrics so far ({@code logs/}), and {@code manifest.json}: the format
+ * version, the stage, the step, the settings a resumed run must share, the counters and positions (data position,
+ * optimizer steps, schedule position, RNG counters), and the size of every tensor file.
+ *
+ * <p>A checkpoint is written into a hidden sibling folder, its manifest last, every file and the folder forced to
+ * disk, then renamed into place: a folder named {@code checkpoint-<step>} is complete, or was damaged afterwards,
+ * which {@link #open} and the {@code verify} methods detect (no manifest, a file missing or of another size, a
+ * tensor missing or of another shape). When the stage has finished, {@code result.json} beside the manifest holds
+ * its final figures.
+ */
+public final class Checkpoint {
+    /** The manifest's {@code format_version}; a checkpoint of another version is refused. */
+    public static final int FORMAT_VERSION = 1;
+    public static final String MANIFEST = "manifest.json", RESULT = "result.json";
+    private static final String PREFIX = "checkpoint-";
+    private static final Pattern NAME = Pattern.compile("checkpoint-(\\d+)");
+    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+    private final Path dir;
+    private final JsonNode manifest;
+    private final JsonNode result;
+
+    private Checkpoint(Path dir, JsonNode manifest, JsonNode result) {
+        this.dir = dir;
+        this.manifest = manifest;
+        this.result = result;
+    }
+
+    /** A checkpoint folder that is incomplete or damaged, named with what is wrong. */
+    public static final class DamagedException extends RuntimeException {
+        public DamagedException(String message) {
+            super(message);
+        }
+    }
+
+    public Path dir() {
+        return dir;
+    }
+
+    public String stage() {
+        return manifest.get("stage").asText();
+    }
+
+    /** The stage's step (optimizer steps of its loop) this checkpoint was taken after. */
+    public long step() {
+        return manifest.get("step").asLong();
+    }
+
+    public long totalSteps() {
+        return manifest.get("total_steps").asLong();
+    }
+
+    /** The stage's counters and positions, as the stage wrote them. */
+    public JsonNode state() {
+        return manifest.get("state");
+    }
+
+    /** The finished stage's figures ({@code result.json}), or null while the stage was still running. */
+    public JsonNode result() {
+        return result;
+    }
+
+    // ---- listing and reading -------------------------------------------------------------------------------------
+
+    /** The {@code checkpoint-<step>} folders of a stage folder, newest (highest step) first. */
+    public static List<Path> list(Path stageDir) {
+        if (!Files.isDirectory(stageDir)) return List.of();
+        try (Stream<Path> s = Files.list(stageDir)) {
+            return s.filter(p -> Files.isDirectory(p) && NAME.matcher(p.getFileName().toString()).matches())
+                    .sorted(Comparator.comparingLong(Checkpoint::stepOf).reversed()).toList();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list checkpoints in " + stageDir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The step in a {@code checkpoint-<step>} folder's name. */
+    public static long stepOf(Path dir) {
+        Matcher m = NAME.matcher(dir.getFileName().toString());
+        if (!m.matches()) throw new IllegalArgumentException(dir + " is not named checkpoint-<step>");
+        return Long.parseLong(m.group(1));
+    }
+
+    /**
+     * Reads {@code dir}'s manifest and checks that every file it lists is there with the size it was written with.
+     *
+     * @throws DamagedException naming the folder and what is missing or wrong
+     * @throws IllegalArgumentException for a checkpoint of another format version
+     */
+    public static Checkpoint open(Path dir) {
+        Path m = dir.resolve(MANIFEST);
+        if (!Files.isRegularFile(m)) throw new DamagedException(dir + ": no " + MANIFEST + " (incomplete checkpoint)");
+        JsonNode manifest;
+        try {
+            manifest = JSON.readTree(m.toFile());
+        } catch (IOException e) {
+            throw new DamagedException(m + ": unreadable: " + e.getMessage());
+        }
+        for (String key : List.of("format_version", "stage", "step", "total_steps", "settings", "state", "files"))
+            if (manifest == null || !manifest.has(key)) throw new DamagedException(m + ": no '" + key + "' field");
+        int version = manifest.get("format_version").asInt();
+        if (version != FORMAT_VERSION)
+            throw new IllegalArgumentException(m + ": checkpoint format version " + version + "; this rlhf4j reads "
+                    + "version " + FORMAT_VERSION + " (resume with the rlhf4j that wrote it, or start afresh without "
+                    + "--resume)");
+        if (manifest.get("step").asLong() != stepOf(dir))
+            throw new DamagedException(m + ": step " + manifest.get("step").asLong() + " does not match the folder name");
+        for (var it = manifest.get("files").properties().iterator(); it.hasNext(); ) {
+            var f = it.next();
+            Path p = dir.resolve(f.getKey());
+            long size;
+            try {
+                size = Files.size(p);
+            } catch (NoSuchFileException e) {
+                throw new DamagedException(dir + ": " + f.getKey() + " is missing");
+            } catch (IOException e) {
+                throw new DamagedException(p + ": unreadable: " + e.getMessage());
+            }
+            if (size != f.getValue().asLong())
+                throw new DamagedException(p + ": " + size + " bytes, written with " + f.getValue().asLong());
+        }
+        JsonNode result = null;
+        Path r = dir.resolve(RESULT);
+        if (Files.isRegularFile(r))
+            try {
+                result = JSON.readTree(r.toFile());
+            } catch (IOException e) {
+                throw new DamagedException(r + ": unreadable: " + e.getMessage());
+            }
+        return new Checkpoint(dir, manifest, result);
+    }
+
+    /**
+     * Refuses to resume when a setting differs from the checkpoint's, naming it (the flag) and both values.
+     *
+     * @throws IllegalArgumentException naming the first differing setting
+     */
+    public void requireSettings(Map<String, String> now) {
+        JsonNode saved = manifest.get("settings");
+        for (var e : now.entrySet()) {
+            JsonNode was = saved.get(e.getKey());
+            String before = was == null || was.isNull() ? null : was.asText();
+            if (!java.util.Objects.equals(before, e.getValue()))
+                throw new IllegalArgumentException("cannot resume " + stage() + " from " + dir + ": " + e.getKey()
+                        + " was " + show(before) + " there and is " + show(e.getValue()) + " now; run with the same "
+                        + "settings, or without --resume to start the stage afresh");
+        }
+        for (var it = saved.fieldNames(); it.hasNext(); ) {
+            String k = it.next();
+            if (!now.containsKey(k))
+                throw new IllegalArgumentException("cannot resume " + stage() + " from " + dir + ": it was written "
+                        + "with setting " + k + " = " + show(saved.get(k).asText()) + ", which this run does not have");
+        }
+    }
+
+    private static String show(String v) {
+        return v == null ? "unset" : "'" + v + "'";
+    }
+
+    /** Checks that model folder {@code name} holds every parameter of {@code model} with its shape. */
+    public void verifyModel(String name, Module model) {
+        try (Safetensors st = Safetensors.open(dir.resolve(name).resolve("model.safetensors"))) {
+            for (var e : model.namedParameters().entrySet()) {
+                Safetensors.Entry t = st.entries().get(e.getKey());
+                if (t == null) throw new DamagedException(st.file() + ": no tensor '" + e.getKey() + "'");
+                if (!Arrays.equals(t.shape(), e.getValue().shape()) || !t.dtype().equals("F32"))
+                    throw new DamagedException(st.file() + ": tensor '" + e.getKey() + "' is " + t.dtype()
+                            + Arrays.toString(t.shape()) + ", not F32" + Arrays.toString(e.getValue().shape()));
+            }
+        } catch (ModelFormatException e) {
+            throw new DamagedException(e.getMessage());
+        }
+    }
+
+    /** Loads model folder {@code name} into {@code model}'s parameters (checked first by {@link #verifyModel}). */
+    public void loadModel(String name, Module model) {
+        try (Safetensors st = Safetensors.open(dir.resolve(name).resolve("model.safetensors"));
+             Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (var e : model.namedParameters().entrySet()) st.read(e.getKey(), e.getValue().value());
+        }
+    }
+
+    /** Checks that {@code optimizer/<name>.safetensors} holds both moments of every group of {@code opt}. */
+    public void verifyOptimizer(String name, Optimized opt) {
+        List<AdamW.Group> groups = opt.adamw().groups();
+        try (Safetensors st = Safetensors.open(optimizerFile(dir, name))) {
+            for (int i = 0; i < groups.size(); i++)
+                for (String m : List.of("exp_avg.", "exp_avg_sq.")) {
+                    Safetensors.Entry t = st.entries().get(m + i);
+                    if (t == null) throw new DamagedException(st.file() + ": no tensor '" + m + i + "'");
+                    if (t.numel() != groups.get(i).params().numel() || !t.dtype().equals("F32"))
+                        throw new DamagedException(st.file() + ": tensor '" + m + i + "' has " + t.numel() + " "
+                                + t.dtype() + " values; group " + i + " has " + groups.get(i).params().numel());
+                }
+        } catch (ModelFormatException e) {
+            throw new DamagedException(e.getMessage());
+        }
+        JsonNode o = state().path("optimizers").path(name);
+        if (!o.has("steps") || !o.has("skipped_steps"))
+            throw new DamagedException(dir.resolve(MANIFEST) + ": no step counters for optimizer '" + name + "'");
+    }
+
+    /** Restores {@code opt}'s moments, step count (and with it the schedule's position) and skipped steps. */
+    public void loadOptimizer(String name, Optimized opt) {
+        List<AdamW.Group> groups = opt.adamw().groups();
+        try (Safetensors st = Safetensors.open(optimizerFile(dir, name))) {
+            for (int i = 0; i < groups.size(); i++) {
+                Tensor[] mv = opt.adamw().moments(i);
+                st.read("exp_avg." + i, mv[0]);
+                st.read("exp_avg_sq." + i, mv[1]);
+            }
+        }
+        JsonNode o = state().path("optimizers").path(name);
+        opt.restoreCounters(o.get("steps").asLong(), o.get("skipped_steps").asLong());
+    }
+
+    /** Integer array {@code name} of {@code state.safetensors}, or null when the checkpoint has none by that name. */
+    public int[] ints(String name) {
+        Path f = dir.resolve("state.safetensors");
+        if (!Files.isRegularFile(f)) return null;
+        try (Safetensors st = Safetensors.open(f); Scope s = Scope.open()) {
+            Safetensors.Entry e = st.entries().get(name);
+            if (e == null) return null;
+            Tensor t = Tensor.ofInts(new int[(int) e.numel()], e.shape());
+            st.read(name, t);
+            return t.toIntArray();
+        } catch (ModelFormatException e) {
+            throw new DamagedException(e.getMessage());
+        }
+    }
+
+    /** The first {@code lines} lines of the metrics file the checkpoint holds as {@code name}. */
+    List<String> metricsLines(String name, int lines) {
+        Path f = dir.resolve("logs").resolve(name);
+        try {
+            List<String> all = Files.readAllLines(f);
+            if (all.size() < lines) throw new DamagedException(f + ": " + all.size() + " lines, written with " + lines);
+            return all.subList(0, lines);
+        } catch (IOException e) {
+            throw new DamagedException(f + ": unreadable: " + e.getMessage());
+        }
+    }
+
+    /** Records the finished stage's figures beside the manifest ({@code result.json}, written atomically). */
+    public Checkpoint withResult(JsonNode figures) {
+        try {
+            writeAtomically(dir.resolve(RESULT), JSON.writeValueAsBytes(figures));
+            force(dir);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + dir.resolve(RESULT) + ": " + e.getMessage(), e);
+        }
+        return new Checkpoint(dir, manifest, figures);
+    }
+
+    private static Path optimizerFile(Path dir, String name) {
+        return dir.resolve("optimizer").resolve(name + ".safetensors");
+    }
+
+    // ---- writing -------------------------------------------------------------------------------------------------
+
+    /** Builds a checkpoint in a hidden folder beside its final place; {@link #commit} moves it there. */
+    public static final class Writer implements AutoCloseable {
+        private final Path stageDir, tmp;
+        private final long step;
+        private final Map<String, int[][]> ints = new LinkedHashMap<>();
+        private boolean committed;
+
+        /** Starts {@code stageDir/checkpoint-<step>}. */
+        public Writer(Path stageDir, long step) {
+            this.stageDir = stageDir.toAbsolutePath().normalize();
+            this.step = step;
+            this.tmp = this.stageDir.resolve("." + PREFIX + step + ".tmp-" + ProcessHandle.current().pid());
+            try {
+                deleteTree(tmp);
+                Files.createDirectories(tmp);
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot create " + tmp + ": " + e.getMessage(), e);
+            }
+        }
+
+        /** The folder being written. */
+        public Path dir() {
+            return tmp;
+        }
+
+        /** A model as a Hugging Face folder {@code name} (F32, one file), with the tokenizer files of {@code sideFiles}. */
+        public void model(String name, Module model, ConfigJson config, Path sideFiles) {
+            HfModel.save(model, config, tmp.resolve(name), sideFiles, DType.F32, Long.MAX_VALUE);
+        }
+
+        /** An optimizer's moments, {@code optimizer/<name>.safetensors}; its counters go in the state. */
+        public void optimizer(String name, Optimized opt) {
+            Map<String, Tensor> tensors = new LinkedHashMap<>();
+            for (int i = 0; i < opt.adamw().groups().size(); i++) {
+                Tensor[] mv = opt.adamw().moments(i);
+                tensors.put("exp_avg." + i, mv[0]);
+                tensors.put("exp_avg_sq." + i, mv[1]);
+            }
+            try {
+                Files.createDirectories(tmp.resolve("optimizer"));
+                Safetensors.write(optimizerFile(tmp, name), tensors, DType.F32, Map.of("format", "rlhf4j-adamw"));
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot write optimizer state to " + tmp + ": " + e.getMessage(), e);
+            }
+        }
+
+        /** An integer array of shape [rows, cols] in {@code state.safetensors} (written by {@link #commit}). */
+        public void ints(String name, int[] values, int rows, int cols) {
+            ints.put(name, new int[][] {values, {rows, cols}});
+        }
+
+        /** The first {@code lines} lines of a metrics file, as {@code logs/<its name>}. */
+        public void metrics(Path file, int lines) {
+            try {
+                Files.createDirectories(tmp.resolve("logs"));
+                List<String> all = Files.exists(file) ? Files.readAllLines(file) : List.of();
+                Files.write(tmp.resolve("logs").resolve(file.getFileName().toString()),
+                        all.subList(0, Math.min(lines, all.size())));
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot copy " + file + " into " + tmp + ": " + e.getMessage(), e);
+            }
+        }
+
+        /**
+         * Writes the manifest, forces every file and folder to disk and renames the folder to
+         * {@code checkpoint-<step>} (replacing one of that name).
+         *
+         * @param settings what a resumed run must share, by flag name
+         * @param state the stage's counters and positions
+         */
+        public Checkpoint commit(String stage, long totalSteps, Map<String, String> settings, ObjectNode state) {
+            Path target = stageDir.resolve(PREFIX + step);
+            try {
+                if (!ints.isEmpty())
+                    try (Scope s = Scope.open()) {
+                        Map<String, Tensor> t = new LinkedHashMap<>();
+                        ints.forEach((k, v) -> t.put(k, Tensor.ofInts(v[0], v[1][0], v[1][1])));
+                        Safetensors.write(tmp.resolve("state.safetensors"), t, DType.I32, Map.of());
+                    }
+                ObjectNode m = JSON.createObjectNode();
+                m.put("format_version", FORMAT_VERSION);
+                m.put("producer", "rlhf4j " + Rlhf4j.version());
+                m.put("stage", stage);
+                m.put("step", step);
+                m.put("total_steps", totalSteps);
+                ObjectNode s = m.putObject("settings");
+                settings.forEach(s::put);
+                m.set("state", state);
+                ObjectNode files = m.putObject("files");
+                List<Path> all;
+                try (Stream<Path> w = Files.walk(tmp)) {
+                    all = w.filter(Files::isRegularFile).sorted().toList();
+                }
+                for (Path p : all) {
+                    String rel = tmp.relativize(p).toString().replace('\\', '/');
+                    if (rel.endsWith(".safetensors")) files.put(rel, Files.size(p));
+                    force(p);
+                }
+                Files.write(tmp.resolve(MANIFEST), JSON.writeValueAsBytes(m));
+                force(tmp.resolve(MANIFEST));
+                try (Stream<Path> w = Files.walk(tmp)) {
+                    for (Path d : w.filter(Files::isDirectory).toList()) force(d);
+                }
+                if (Files.exists(target)) {
+                    Path old = stageDir.resolve("." + PREFIX + step + ".old-" + ProcessHandle.current().pid());
+                    deleteTree(old);
+                    Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
+                    deleteTree(old);
+                }
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+                force(stageDir);
+                committed = true;
+                return new Checkpoint(target, m, null);
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot write checkpoint " + target + ": " + e.getMessage(), e);
+            }
+        }
+
+        /** Removes the half-written folder unless it was committed. */
+        @Override
+        public void close() {
+            if (committed) return;
+            try {
+                deleteTree(tmp);
+            } catch (IOException ignored) {
+                // a leftover hidden folder is removed when the stage next starts
+            }
+        }
+    }
+
+    // ---- housekeeping --------------------------------------------------------------------------------------------
+
+    /** Removes a stage folder's hidden leftovers of killed writers ({@code .checkpoint-*}). */
+    static void removeLeftovers(Path stageDir) throws IOException {
+        if (!Files.isDirectory(stageDir)) return;
+        try (Stream<Path> s = Files.list(stageDir)) {
+            for (Path p : s.filter(p -> p.getFileName().toString().startsWith("." + PREFIX)).toList()) deleteTree(p);
+        }
+    }
+
+    /**
+     * Removes a checkpoint folder: first renamed to a hidden name, so that a removal cut short never leaves a
+     * {@code checkpoint-<step>} folder that looks complete.
+     */
+    static void remove(Path dir) throws IOException {
+        Path hidden = dir.resolveSibling("." + dir.getFileName() + ".removing-" + ProcessHandle.current().pid());
+        Files.move(dir, hidden, StandardCopyOption.ATOMIC_MOVE);
+        deleteTree(hidden);
+    }
+
+    private static void writeAtomically(Path file, byte[] bytes) throws IOException {
+        Path tmp = file.resolveSibling("." + file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
+        Files.write(tmp, bytes);
+        force(tmp);
+        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    }
+
+    /** fsync of a file or (where the platform allows it) a folder. */
+    private static void force(Path p) throws IOException {
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
+            ch.force(true);
+        } catch (IOException e) {
+            if (!Files.isDirectory(p)) throw e; // folders cannot be opened for fsync on some platforms
+        }
+    }
+
+    static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) return;
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) Files.delete(q);
+        }
+    }
+}
