@@ -28,7 +28,7 @@ import org.junit.jupiter.api.TestFactory;
  * backend or no GPU; bench/gpu/run.sh runs it on a GPU machine.
  */
 @Tag("gpu")
-class ModelsOnGpuTest {
+public class ModelsOnGpuTest {
     static Device gpu() {
         var cuda = Backend.cuda();
         assumeTrue(cuda.isPresent(), "no CUDA backend in this build (librlhf4j_cuda.so comes with the CUDA issue): "
@@ -37,14 +37,16 @@ class ModelsOnGpuTest {
         return Device.cuda(0);
     }
 
-    static List<Path> cases() throws Exception {
+    /** The model fixture folders (transformers' weights, inputs, logits and greedy tokens). */
+    public static List<Path> cases() throws Exception {
         Path root = Path.of(ModelsOnGpuTest.class.getResource("/fixtures/models").toURI());
         try (Stream<Path> s = Files.list(root)) {
             return s.filter(p -> Files.exists(p.resolve("expected.json"))).sorted().toList();
         }
     }
 
-    static int[][] rows(JsonNode n) {
+    /** A JSON list of int lists as int[][]. */
+    public static int[][] rows(JsonNode n) {
         int[][] r = new int[n.size()][];
         for (int i = 0; i < r.length; i++) {
             r[i] = new int[n.get(i).size()];

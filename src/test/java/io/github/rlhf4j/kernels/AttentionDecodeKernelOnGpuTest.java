@@ -1,10 +1,6 @@
 package io.github.rlhf4j.kernels;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
-import io.github.rlhf4j.runtime.Backend;
 import io.github.rlhf4j.runtime.DType;
-import io.github.rlhf4j.runtime.Device;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 
@@ -17,15 +13,11 @@ import org.junit.jupiter.api.Tag;
 class AttentionDecodeKernelOnGpuTest extends AttentionDecodeKernelTest {
     @BeforeAll
     static void needsGpu() {
-        var cuda = Backend.cuda();
-        assumeTrue(cuda.isPresent(), "no CUDA backend in this build (librlhf4j_cuda.so is built when nvcc is "
-                + "present): GPU decode attention checks skipped");
-        assumeTrue(cuda.get().deviceCount() > 0, "CUDA backend loaded but no GPU visible: GPU decode attention checks "
-                + "skipped");
+        OnGpu.require("AttentionDecodeKernelOnGpuTest");
     }
 
     @Override
     KernelCheck check(DType dt) {
-        return KernelCheck.on(Device.cuda(0), dt);
+        return KernelCheck.on(OnGpu.device(), dt);
     }
 }

@@ -1,7 +1,5 @@
 package io.github.rlhf4j.kernels;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
 import io.github.rlhf4j.runtime.Backend;
 import io.github.rlhf4j.runtime.Device;
 import io.github.rlhf4j.runtime.NativeLoader;
@@ -18,15 +16,12 @@ import org.junit.jupiter.api.Tag;
 class BackendKernelOnGpuTest extends BackendKernelTest {
     @BeforeAll
     static void needsGpu() {
-        var cuda = Backend.cuda();
-        assumeTrue(cuda.isPresent(), "no CUDA backend in this build (librlhf4j_cuda.so is built when nvcc is "
-                + "present): GPU checks skipped");
-        assumeTrue(cuda.get().deviceCount() > 0, "CUDA backend loaded but no GPU visible: GPU checks skipped");
+        OnGpu.require("BackendKernelOnGpuTest");
     }
 
     @Override
     Device dev() {
-        return Device.cuda(0);
+        return OnGpu.device();
     }
 
     @Override

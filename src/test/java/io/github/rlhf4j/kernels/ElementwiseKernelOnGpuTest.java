@@ -1,8 +1,5 @@
 package io.github.rlhf4j.kernels;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
-import io.github.rlhf4j.runtime.Backend;
 import io.github.rlhf4j.runtime.DType;
 import io.github.rlhf4j.runtime.Device;
 import org.junit.jupiter.api.BeforeAll;
@@ -16,20 +13,16 @@ import org.junit.jupiter.api.Tag;
 class ElementwiseKernelOnGpuTest extends ElementwiseKernelTest {
     @BeforeAll
     static void needsGpu() {
-        var cuda = Backend.cuda();
-        assumeTrue(cuda.isPresent(), "no CUDA backend in this build (librlhf4j_cuda.so is built when nvcc is "
-                + "present): GPU checks skipped");
-        assumeTrue(cuda.get().deviceCount() > 0, "CUDA backend loaded but no GPU visible: GPU checks skipped");
-        System.out.println("ElementwiseKernelOnGpuTest on " + cuda.get().features());
+        OnGpu.require("ElementwiseKernelOnGpuTest");
     }
 
     @Override
     KernelCheck check(DType t) {
-        return KernelCheck.on(Device.cuda(0), t);
+        return KernelCheck.on(OnGpu.device(), t);
     }
 
     @Override
     Device target() {
-        return Device.cuda(0);
+        return OnGpu.device();
     }
 }

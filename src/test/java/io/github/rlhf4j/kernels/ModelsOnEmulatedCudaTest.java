@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.github.rlhf4j.generate.GenerationConfig;
 import io.github.rlhf4j.generate.Generator;
+import io.github.rlhf4j.gpu.ModelsOnGpuTest;
 import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.Gpt2Config;
 import io.github.rlhf4j.model.HfModel;
@@ -19,7 +20,6 @@ import io.github.rlhf4j.runtime.Device;
 import io.github.rlhf4j.tensor.Functional;
 import io.github.rlhf4j.tensor.Scope;
 import io.github.rlhf4j.tensor.Tensor;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -41,30 +41,15 @@ class ModelsOnEmulatedCudaTest {
         return Emulated.get().device();
     }
 
-    static List<Path> cases() throws Exception {
-        Path root = Path.of(ModelsOnEmulatedCudaTest.class.getResource("/fixtures/models").toURI());
-        try (Stream<Path> s = Files.list(root)) {
-            return s.filter(p -> Files.exists(p.resolve("expected.json"))).sorted().toList();
-        }
-    }
-
-    static int[][] rows(JsonNode n) {
-        int[][] r = new int[n.size()][];
-        for (int i = 0; i < r.length; i++) {
-            r[i] = new int[n.get(i).size()];
-            for (int j = 0; j < r[i].length; j++) r[i][j] = n.get(i).get(j).asInt();
-        }
-        return r;
-    }
-
     @TestFactory
     List<DynamicTest> everyFamilyRunsAndGeneratesOnTheEmulatedGpuAsOnTheCpu() throws Exception {
         List<DynamicTest> tests = new ArrayList<>();
-        for (Path dir : cases())
+        for (Path dir : ModelsOnGpuTest.cases())
             tests.add(DynamicTest.dynamicTest(dir.getFileName().toString(), () -> {
                 Device gpu = emu();
                 JsonNode e = new ObjectMapper().readTree(dir.resolve("expected.json").toFile());
-                int[][] ids = rows(e.get("input_ids")), mask = rows(e.get("attention_mask"));
+                int[][] ids = ModelsOnGpuTest.rows(e.get("input_ids"));
+                int[][] mask = ModelsOnGpuTest.rows(e.get("attention_mask"));
                 int b = ids.length, t = ids[0].length;
                 int[] flatIds = Stream.of(ids).flatMapToInt(Arrays::stream).toArray();
                 int[] flatMask = Stream.of(mask).flatMapToInt(Arrays::stream).toArray();
@@ -100,7 +85,7 @@ class ModelsOnEmulatedCudaTest {
                     var cfg = GenerationConfig.greedy(g.get("max_new_tokens").asInt(), g.path("eos_token_id").asInt(-1),
                             g.get("pad_token_id").asInt());
                     var r = new Generator(m.model()).generate(prompts, cfg, null);
-                    int[][] want = rows(g.get("sequences"));
+                    int[][] want = ModelsOnGpuTest.rows(g.get("sequences"));
                     for (int i = 0; i < b; i++)
                         assertArrayEquals(want[i], r.sequences()[i], dir.getFileName() + ": greedy tokens of row " + i
                                 + " on the emulated GPU differ from transformers'");
