@@ -13,6 +13,8 @@
 #                                         summary.txt, env.txt, tests.log, tests-own-gemm.log, junit/*.xml, bench.log
 #       --no-bench                      tests only
 #       --no-tests                      benchmarks only
+#       --bench NAME                    only bench/gpu/NAME.sh (repeatable), e.g. --no-tests --bench attention: one
+#                                       device call holds at most 10 minutes, less than all the benchmarks together
 #       --select-class C / --include-tag T / --select-package P
 #                                       what to test instead of the tag `gpu` (repeatable; any one replaces the default)
 #   OUTDIR/run.sh java ARGS...          the packed JDK's java (unpacking first), e.g. `run.sh java -version`
@@ -371,11 +373,15 @@ counts() {
 }
 
 run() {
-  local bench=1 tests=1 sel=()
+  local bench=1 tests=1 sel=() only=()
   while [ $# -gt 0 ]; do
     case "$1" in
       --no-bench) bench=0 ;;
       --no-tests) tests=0 ;;
+      --bench)
+        [ $# -ge 2 ] || die "--bench needs a name (bench/gpu/NAME.sh)"
+        only+=("$2")
+        shift ;;
       --select-class|--include-tag|--select-package)
         [ $# -ge 2 ] || die "$1 needs a value"
         sel+=("$1" "$2")
@@ -431,6 +437,7 @@ run() {
     local b
     for b in "$WORK"/bench/gpu/*.sh; do
       [ "$(basename "$b")" = run.sh ] && continue
+      if [ ${#only[@]} -gt 0 ] && [[ " ${only[*]} " != *" $(basename "$b" .sh) "* ]]; then continue; fi
       echo "==== $(basename "$b") ($(date -u '+%T'))" >> "$out/bench.log"
       rc=0
       bash "$b" >> "$out/bench.log" 2>&1 || rc=$?

@@ -23,9 +23,11 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * One GPT-2 training step on the CPU backend: forward, cross-entropy, backward, AdamW (fp32, dropout off). The peer
+ * One GPT-2 training step on a device ({@code device}: the CPU backend by default, or {@code cuda:N}): forward,
+ * cross-entropy, backward, AdamW (fp32 weights and compute, dropout off; the loss read back ends the step). The peer
  * is bench/peers/torch_train_step.py: transformers' GPT2LMHeadModel and torch.optim.AdamW with the same config,
- * batch, inputs and thread count; bench/cpu/train_step.sh runs both and prints the ratio.
+ * batch, inputs and thread count; bench/cpu/train_step.sh runs both and prints the ratio, bench/gpu/train_step.sh the
+ * same on a GPU against torch with fused AdamW and torch.compile.
  *
  * <p>Floor: about 6 x parameters x tokens FLOPs (plus attention); for {@code gpt2} (124M) at 1 x 256 tokens that is
  * ~0.2 TFLOP, ~0.8 s at the 232 GFLOP/s fp32 ceiling of a 2-core AVX-512 machine.
@@ -41,6 +43,10 @@ public class TrainStepBenchmark {
     @Param({"tiny", "gpt2"})
     public String model;
 
+    /** "cpu" or "cuda:N". */
+    @Param({"cpu"})
+    public String device;
+
     @Param({"4"})
     public int batch;
 
@@ -50,6 +56,7 @@ public class TrainStepBenchmark {
     @Param({"2"})
     public int threads;
 
+    private Device dev;
     private CausalLM gpt;
     private ParameterStore store;
     private AdamW opt;
@@ -72,8 +79,8 @@ public class TrainStepBenchmark {
 
     @Setup(Level.Trial)
     public void setup() {
-        Device dev = Device.cpu();
-        dev.setNumThreads(threads);
+        dev = Device.parse(device);
+        if (dev.isCpu()) dev.setNumThreads(threads);
         Gpt2Config cfg = config(model);
         gpt = CausalLM.of(cfg);
         store = ParameterStore.allocate(gpt, dev, 1);
@@ -84,7 +91,7 @@ public class TrainStepBenchmark {
 
     @Benchmark
     public double step() {
-        try (Scope s = Scope.open(Device.cpu())) {
+        try (Scope s = Scope.open(dev)) {
             store.zeroGrad();
             Tensor logits = gpt.forward(Tensor.ofInts(ids, batch, seq), null, null, null);
             Tensor loss = Functional.crossEntropy(logits, Tensor.ofInts(targets, batch, seq), -100);
