@@ -23,7 +23,10 @@ import java.util.Locale;
  * The embedded demo of {@code bin/rlhf4j train}: {@link DemoTask}'s data and tokenizer under
  * {@code out/demo-data}, a tiny GPT-2 trained from scratch through the three stages ({@code out/actor-models/demo},
  * {@code out/reward-models/demo}, {@code out/step3-models/demo}), then the held-out figures as a table and in
- * {@code out/summary.json}.
+ * {@code out/summary.json}: the reward model's pairwise accuracy, the reward of each actor's greedy answers, and
+ * the checker's accuracy on each actor's sampled answers (temperature 1, as PPO's own generation and {@code chat}
+ * sample). The demonstrations are noisy and the comparisons reliable ({@link DemoTask#writeData}), so the SFT actor
+ * answers right only part of the time and PPO has room to raise it.
  */
 public final class Demo {
     /**
@@ -32,6 +35,11 @@ public final class Demo {
      */
     public record Summary(double rmAccuracy, double sftReward, double ppoReward, double sftCheckerAccuracy,
                           double ppoCheckerAccuracy, long skippedSteps) {}
+
+    /** Steps 1, 2 and 3's shares of the rows. */
+    static final String SPLIT = "2,4,4";
+    /** Sampled answers per held-out prompt for the checker's accuracy. */
+    static final int CHECKER_SAMPLES = 4;
 
     private Demo() {}
 
@@ -43,7 +51,7 @@ public final class Demo {
     public static Summary run(Path out, DemoSettings s, Stages.RunOptions run, PrintWriter log) {
         long t0 = System.nanoTime();
         Path data = out.resolve("demo-data/reverse.jsonl"), init = out.resolve("demo-data/init-model");
-        DemoTask.writeData(data, s.rows(), s.seed());
+        DemoTask.writeData(data, s.rows(), s.seed(), SPLIT, s.demoCorrect());
         Path tokDir = out.resolve("demo-data/tokenizer");
         DemoTask.writeTokenizer(tokDir);
         try (HfModel random = HfModel.random(DemoTask.modelConfig(s.nEmbd(), s.nLayer(), s.nHead()), Device.cpu(),
@@ -52,13 +60,15 @@ public final class Demo {
         }
         log.printf("demo: reverse-a-word task, %d rows in %s; a %d-layer GPT-2 (n_embd %d) from scratch%n", s.rows(),
                 data, s.nLayer(), s.nEmbd());
-        Stages.Data d = new Stages.Data(List.of(data), "2,4,4", out.resolve("demo-data/cache"), s.seed());
+        Stages.Data d = new Stages.Data(List.of(data), SPLIT, out.resolve("demo-data/cache"), s.seed());
         Path actorDir = out.resolve("actor-models/demo"), rmDir = out.resolve("reward-models/demo");
         Path step3 = out.resolve("step3-models/demo"), logs = out.resolve("logs");
 
         Stages.SftResult sft = Stages.sft(new Stages.SftSettings(d, init, false, s.maxSeqLen(),
                 new Stages.Training(s.batch(), 1000, s.sftSteps(), "cosine", s.sftSteps() / 10), s.sftLr(), 0.0,
                 actorDir, logs.resolve("step1.jsonl")), run, log);
+        log.printf("demo: %d of step 2's rejected answers are now the SFT actor's own mistakes%n",
+                DemoTask.useOwnMistakes(data, SPLIT, s.seed(), actorDir, s.maxAnswerSeqLen()));
         Stages.RewardResult rm = Stages.reward(new Stages.RewardSettings(d, actorDir, s.maxSeqLen(),
                 new Stages.Training(s.batch(), 1000, s.rmSteps(), "cosine", s.rmSteps() / 10), s.rmLr(), 0.0, rmDir,
                 logs.resolve("step2.jsonl")), run, log);
@@ -72,12 +82,21 @@ public final class Demo {
             held = PromptSamples.build(d.load().prompts(Phase.PPO, DataSplit.Part.EVAL), TextEncoder.dsChat(tok),
                     s.maxPromptSeqLen());
         }
-        var before = Stages.evaluatePrompts(actorDir, rmDir, held, s.maxAnswerSeqLen(), DemoTask::check);
-        var after = Stages.evaluatePrompts(step3.resolve("actor"), rmDir, held, s.maxAnswerSeqLen(), DemoTask::check);
-        Summary sum = new Summary(rm.eval().accuracy(), before.reward(), after.reward(), before.checkerAccuracy(),
-                after.checkerAccuracy(), sft.skippedSteps() + rm.skippedSteps() + ppo.skippedSteps());
-        log.printf(Locale.ROOT, "%nheld out: %d pairs (reward model), %d prompts (actors); %.0f s in all%n",
-                rm.eval().pairs(), held.size(), (System.nanoTime() - t0) / 1e9);
+        // rewards of the greedy answers; the checker on sampled ones (temperature 1, as PPO and chat sample), which
+        // show what the actor has learnt to prefer rather than only its single likeliest answer
+        Path ppoActor = step3.resolve("actor");
+        var before = Stages.evaluatePrompts(actorDir, rmDir, held, s.maxAnswerSeqLen(), 0, 1.0, 0, DemoTask::check);
+        var after = Stages.evaluatePrompts(ppoActor, rmDir, held, s.maxAnswerSeqLen(), 0, 1.0, 0, DemoTask::check);
+        var beforeSampled = Stages.evaluatePrompts(actorDir, rmDir, held, s.maxAnswerSeqLen(), CHECKER_SAMPLES, 1.0,
+                s.seed(), DemoTask::check);
+        var afterSampled = Stages.evaluatePrompts(ppoActor, rmDir, held, s.maxAnswerSeqLen(), CHECKER_SAMPLES, 1.0,
+                s.seed(), DemoTask::check);
+        Summary sum = new Summary(rm.eval().accuracy(), before.reward(), after.reward(),
+                beforeSampled.checkerAccuracy(), afterSampled.checkerAccuracy(),
+                sft.skippedSteps() + rm.skippedSteps() + ppo.skippedSteps());
+        log.printf(Locale.ROOT, "%nheld out: %d pairs (reward model), %d prompts (actors); rewards of greedy answers,"
+                + " checker accuracy of sampled answers (temperature 1, %d per prompt); %.0f s in all%n",
+                rm.eval().pairs(), held.size(), CHECKER_SAMPLES, (System.nanoTime() - t0) / 1e9);
         log.printf(Locale.ROOT, "| %-22s | %8s |%n|%s|%s|%n", "figure", "value", "-".repeat(24), "-".repeat(10));
         row(log, "rm_accuracy", sum.rmAccuracy());
         row(log, "sft_reward", sum.sftReward());

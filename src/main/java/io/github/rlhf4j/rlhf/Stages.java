@@ -711,11 +711,18 @@ public final class Stages {
     public static PromptEvaluation evaluatePrompts(CausalLM actor, RewardModel reward, Tokenizer tok,
                                                    PromptSamples prompts, int maxAnswer, int pad,
                                                    BiPredicate<String, String> checker) {
+        return evaluatePrompts(actor, reward, tok, prompts, GenerationConfig.greedy(maxAnswer, tok.eosId(), pad),
+                checker);
+    }
+
+    /** {@link #evaluatePrompts} with the answers generated as {@code gen} says (sampled, for instance). */
+    public static PromptEvaluation evaluatePrompts(CausalLM actor, RewardModel reward, Tokenizer tok,
+                                                   PromptSamples prompts, GenerationConfig gen,
+                                                   BiPredicate<String, String> checker) {
         actor.train(false);
         reward.train(false);
-        int n = 0, right = 0;
+        int n = 0, right = 0, pad = gen.padTokenId();
         double sum = 0;
-        GenerationConfig greedy = GenerationConfig.greedy(maxAnswer, tok.eosId(), pad);
         for (PromptBatch b : prompts.inOrder(64)) {
             int p = b.columns();
             int[][] ragged = new int[b.rows()][];
@@ -724,7 +731,7 @@ public final class Stages {
                 while (b.attentionMask()[i * p + off] == 0) off++;
                 ragged[i] = Arrays.copyOfRange(b.inputIds(), i * p + off, (i + 1) * p);
             }
-            Generator.Result r = new Generator(actor).generate(ragged, greedy, null);
+            Generator.Result r = new Generator(actor).generate(ragged, gen, null);
             int cols = r.sequences()[0].length;
             int[] seq = new int[b.rows() * cols];
             for (int i = 0; i < b.rows(); i++) System.arraycopy(r.sequences()[i], 0, seq, i * cols, cols);
@@ -746,8 +753,13 @@ public final class Stages {
                 : new PromptEvaluation(sum / n, checker == null ? Double.NaN : (double) right / n, n);
     }
 
-    /** {@link #evaluatePrompts} on saved models: an actor directory and a reward-model directory. */
+    /**
+     * {@link #evaluatePrompts} on saved models: an actor directory and a reward-model directory; with
+     * {@code samples > 0}, the mean over that many temperature-{@code temperature} samples per prompt (seeds
+     * {@code seed}, {@code seed + 1}, ...) instead of the greedy answer.
+     */
     public static PromptEvaluation evaluatePrompts(Path actorDir, Path rewardDir, PromptSamples prompts, int maxAnswer,
+                                                   int samples, double temperature, long seed,
                                                    BiPredicate<String, String> checker) {
         Device dev = Device.cpu();
         ModelConfig rc = Models.config(rewardDir);
@@ -756,8 +768,18 @@ public final class Stages {
              HfModel actor = HfModel.load(actorDir, dev, DType.F32, false);
              ParameterStore rs = ParameterStore.allocate(reward, dev, DType.F32, 0, false)) {
             HfModel.loadWeights(reward, rc.basePrefix(), rewardDir, Set.of());
-            return evaluatePrompts(actor.model(), reward, tok, prompts, maxAnswer, TextEncoder.dsChat(tok).padId(),
-                    checker);
+            int pad = TextEncoder.dsChat(tok).padId();
+            if (samples <= 0) return evaluatePrompts(actor.model(), reward, tok, prompts, maxAnswer, pad, checker);
+            double score = 0, accuracy = 0;
+            int n = 0;
+            for (int k = 0; k < samples; k++) {
+                PromptEvaluation e = evaluatePrompts(actor.model(), reward, tok, prompts, GenerationConfig.sampling(
+                        maxAnswer, temperature, 0, 1.0, tok.eosId(), pad, seed + k), checker);
+                score += e.reward() / samples;
+                accuracy += e.checkerAccuracy() / samples;
+                n = e.prompts();
+            }
+            return new PromptEvaluation(score, accuracy, n);
         }
     }
 

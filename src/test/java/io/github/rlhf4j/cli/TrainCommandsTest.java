@@ -77,6 +77,9 @@ class TrainCommandsTest {
             assertTrue(v >= 0 && v <= 1, k + " = " + summary.get(k));
         }
         assertTrue(r.out().contains("| ppo_checker_accuracy"), r.out());
+        assertTrue(r.out().contains("checker accuracy of sampled answers (temperature 1"), r.out());
+        // the SFT actor's sampled mistakes replace step 2's rejected answers
+        assertTrue(r.out().contains("of step 2's rejected answers are now the SFT actor's own mistakes"), r.out());
         // stdout of a test is not a terminal: progress comes as plain lines
         assertTrue(r.out().contains("step3 3/3 (100%)"), r.out());
         // by default a checkpoint at each stage's end (with its result) and the plots

@@ -59,6 +59,20 @@ import java.util.Set;
  * 36% (400 steps), lr 3e-5 kept 34-36% while the reward rose (-1.98 -> -1.28), lr 1.5e-4 gave 29-34% (reward -0.40).
  * PPO has not yet improved the checker in any setting tried. Scoring at the generation positions
  * ({@link PpoConfig#positionsFromMask()}) was needed: without it the KL estimate swung between -9 and +4.
+ *
+ * <p>What worked (issue 6): noisy demonstrations, reliable comparisons ({@code DEMO_CORRECT=0.55}: step 1's chosen
+ * answers right 55% of the time, see {@link DemoTask#writeData}), and the checker measured on sampled answers
+ * (temperature 1, four per held-out prompt; the greedy answers stay 88-96% right, the SFT mode being the right
+ * answer). 6000 rows, SFT 700 steps at 2e-3, reward model 1000 at 5e-4, PPO 200 at actor 5e-5 / critic 1e-4, kl 0.1,
+ * sampled checker SFT -> PPO: with the generator's negatives only, seed 1234 0.30 -> 0.43, seed 1 0.16 -> 0.22, seed
+ * 2 0.24 -> 0.12 (reward 0.05 -> 3.72: exploited; the reward model scores one-letter substitutions high); seed 2 at kl
+ * 0.5 0.24 -> 0.28; {@code DEMO_CORRECT=0.8}, seed 2: 0.46 -> 0.50. With {@code ONPOLICY=1} as well (the reward
+ * pairs' rejected answers the SFT actor's own mistakes): seed 1234 0.30 -> 0.47, seed 1 0.16 -> 0.25, seed 2 0.24
+ * -> 0.43, the greedy answers unharmed (0.93-0.96 after PPO on seeds 1234 and 2): the embedded demo's defaults.
+ * Through {@code train} itself (other shuffles) the same settings gave seed 1234 0.28 -> 0.42, seed 1 0.16 -> 0.21,
+ * seed 2 0.23 -> 0.19 (KL above 3, the training reward falling); seed 2 with kl 0.3: 0.23 -> 0.25, with actor lr
+ * 3e-5 and kl 0.2: 0.23 -> 0.25. With kl 0.3 (the demo's default now): seed 1234 0.28 -> 0.44, seed 1 0.16 ->
+ * 0.22, seed 2 0.23 -> 0.25. Seed 2's gain is small: a more stable step 3 is the next thing to try.
  */
 public final class DemoExperiment {
     public record Settings(int rows, int sftSteps, double sftLr, int rmSteps, double rmLr, int ppoSteps,
@@ -66,6 +80,8 @@ public final class DemoExperiment {
                            int nLayer, int nHead, long seed) {}
 
     public record Summary(double rmAccuracy, double sftReward, double ppoReward, double sftChecker, double ppoChecker) {}
+
+    static final int[] DUMP = {0};
 
     public static void main(String[] args) {
         Settings s = new Settings(Integer.parseInt(args[0]), Integer.parseInt(args[1]), Double.parseDouble(args[2]),
@@ -80,7 +96,8 @@ public final class DemoExperiment {
         long t0 = System.nanoTime();
         Device dev = Device.cpu();
         Path data = out.resolve("demo-data/reverse.jsonl");
-        DemoTask.writeData(data, s.rows(), s.seed());
+        DemoTask.writeData(data, s.rows(), s.seed(), System.getenv().getOrDefault("SPLIT", "2,4,4"),
+                Double.parseDouble(System.getenv().getOrDefault("DEMO_CORRECT", "1")));
         Path tokDir = out.resolve("demo-data/tokenizer");
         DemoTask.writeTokenizer(tokDir);
         ConfigJson cfg = DemoTask.modelConfig(s.nEmbd(), s.nLayer(), s.nHead());
@@ -181,7 +198,9 @@ public final class DemoExperiment {
                     reward, rewardStore, false)) {
                 PpoTrainer trainer = new PpoTrainer(engine, ppo);
                 double[] before = evaluate(actor, reward, tok, held, pad);
-                log.printf("sft actor on held-out prompts: reward %.3f checker %.3f%n", before[0], before[1]);
+                double[] beforeS = sampled(actor, reward, tok, held, pad, s.seed());
+                log.printf("sft actor on held-out prompts: reward %.3f checker %.3f; sampled: reward %.3f checker %.3f%n",
+                        before[0], before[1], beforeS[0], beforeS[1]);
                 Batches<PromptBatch> prb = new Batches<>(prompts, s.batch(), true, s.seed());
                 for (int i = 0; i < s.ppoSteps(); i++) {
                     try (Experience exp = trainer.generateExperience(prb.next())) {
@@ -191,25 +210,45 @@ public final class DemoExperiment {
                                     l.actorLoss(), l.criticLoss(), l.averageReward(), l.kl(), l.answerLength());
                         if ((i + 1) % 50 == 0) {
                             double[] mid = evaluate(actor, reward, tok, held, pad);
-                            log.printf("  held-out after %d ppo steps: reward %.3f checker %.3f%n", i + 1, mid[0], mid[1]);
+                            double[] midS = sampled(actor, reward, tok, held, pad, s.seed());
+                            log.printf("  held-out after %d ppo steps: reward %.3f checker %.3f; sampled %.3f %.3f%n",
+                                    i + 1, mid[0], mid[1], midS[0], midS[1]);
                         }
                     }
                 }
                 double[] after = evaluate(actor, reward, tok, held, pad);
-                log.printf("ppo actor on held-out prompts: reward %.3f checker %.3f (%.1f s)%n", after[0], after[1],
-                        (System.nanoTime() - t0) / 1e9);
-                return new Summary(ev.accuracy(), before[0], after[0], before[1], after[1]);
+                DUMP[0] = 25;
+                double[] afterS = sampled(actor, reward, tok, held, pad, s.seed());
+                log.printf("ppo actor on held-out prompts: reward %.3f checker %.3f; sampled: reward %.3f checker %.3f"
+                        + " (%.1f s)%n", after[0], after[1], afterS[0], afterS[1], (System.nanoTime() - t0) / 1e9);
+                return new Summary(ev.accuracy(), beforeS[0], afterS[0], beforeS[1], afterS[1]);
             }
         }
     }
 
     /** Greedy answers to the held-out prompts: mean reward score and the checker's accuracy. */
     static double[] evaluate(CausalLM actor, RewardModel reward, Tokenizer tok, PromptSamples held, int pad) {
+        return evaluate(actor, reward, tok, held, pad, GenerationConfig.greedy(10, tok.eosId(), pad));
+    }
+
+    /** Four temperature-1 samples per held-out prompt: mean reward score and the checker's accuracy. */
+    static double[] sampled(CausalLM actor, RewardModel reward, Tokenizer tok, PromptSamples held, int pad, long seed) {
+        double[] sum = new double[2];
+        for (int k = 0; k < 4; k++) {
+            double[] e = evaluate(actor, reward, tok, held, pad,
+                    GenerationConfig.sampling(10, 1.0, 0, 1.0, tok.eosId(), pad, seed + 100 + k));
+            sum[0] += e[0] / 4;
+            sum[1] += e[1] / 4;
+        }
+        return sum;
+    }
+
+    static double[] evaluate(CausalLM actor, RewardModel reward, Tokenizer tok, PromptSamples held, int pad,
+                             GenerationConfig greedy) {
         actor.train(false);
         reward.train(false);
         int n = 0, right = 0;
         double rsum = 0;
-        GenerationConfig greedy = GenerationConfig.greedy(10, tok.eosId(), pad);
         for (PromptBatch b : held.inOrder(64)) {
             int p = b.columns();
             int[][] ragged = new int[b.rows()][];
@@ -231,6 +270,16 @@ public final class DemoExperiment {
                 double[] scores = RewardModelMath.endScores(reward.scores(ids, Tensor.ofInts(mask, b.rows(), cols), pos),
                         ids, pad, r.promptLength()).toDoubleArray();
                 for (double x : scores) rsum += x;
+                if (DUMP[0] > 0)
+                    for (int i = 0; i < b.rows() && DUMP[0] > 0; i++) {
+                        String prompt = tok.decode(ragged[i], true), answer = tok.decode(r.tokens()[i], true);
+                        if (!DemoTask.check(prompt, answer)) {
+                            DUMP[0]--;
+                            System.out.printf("  wrong: %s ->%s (right%s) score %.2f%n", prompt.strip().replace("\n", " "),
+                                    answer, DemoTask.answer(prompt.substring(DemoTask.HUMAN.length(),
+                                            prompt.length() - DemoTask.ASSISTANT.length())), scores[i]);
+                        }
+                    }
             }
             for (int i = 0; i < b.rows(); i++) {
                 String prompt = tok.decode(ragged[i], true);
