@@ -56,13 +56,13 @@ static void adamw_chunk(const adamw_consts *k, int64_t i0, int64_t i1, float *pa
         case RLHF4J_F32: g = (const float *)grad + b0; break;
         case RLHF4J_BF16: {
             const uint16_t *restrict h = (const uint16_t *)grad + b0;
-            for (int64_t j = 0; j < len; j++) gbuf[j] = bf16_to_f32(h[j]);
+            for (int64_t j = 0; j < len; j++) gbuf[j] = rl_bf16_to_f32(h[j]);
             g = gbuf;
             break;
         }
         default: { /* F16 */
             const uint16_t *restrict h = (const uint16_t *)grad + b0;
-            for (int64_t j = 0; j < len; j++) gbuf[j] = f16_to_f32(h[j]);
+            for (int64_t j = 0; j < len; j++) gbuf[j] = rl_f16_to_f32(h[j]);
             g = gbuf;
             break;
         }
@@ -100,12 +100,12 @@ static void adamw_chunk(const adamw_consts *k, int64_t i0, int64_t i1, float *pa
             case RLHF4J_F32: memcpy((float *)param_copy + b0, p, (size_t)len * sizeof(float)); break;
             case RLHF4J_BF16: {
                 uint16_t *restrict h = (uint16_t *)param_copy + b0;
-                for (int64_t j = 0; j < len; j++) h[j] = f32_to_bf16(p[j]);
+                for (int64_t j = 0; j < len; j++) h[j] = rl_f32_to_bf16(p[j]);
                 break;
             }
             default: {
                 uint16_t *restrict h = (uint16_t *)param_copy + b0;
-                for (int64_t j = 0; j < len; j++) h[j] = f32_to_f16(p[j]);
+                for (int64_t j = 0; j < len; j++) h[j] = rl_f32_to_f16(p[j]);
                 break;
             }
             }

@@ -565,8 +565,8 @@ static inline int32_t sat_i32(double d) {
 static inline double load_as_double(int32_t dt, const void *p, int64_t i) {
     switch (dt) {
     case RLHF4J_F32: return ((const float *)p)[i];
-    case RLHF4J_BF16: return bf16_to_f32(((const uint16_t *)p)[i]);
-    case RLHF4J_F16: return f16_to_f32(((const uint16_t *)p)[i]);
+    case RLHF4J_BF16: return rl_bf16_to_f32(((const uint16_t *)p)[i]);
+    case RLHF4J_F16: return rl_f16_to_f32(((const uint16_t *)p)[i]);
     case RLHF4J_I32: return ((const int32_t *)p)[i];
     default: return ((const double *)p)[i];
     }
@@ -581,19 +581,19 @@ static void convert_chunk(int32_t sd, const void *src, int32_t dd, void *dst, in
     if (sd == RLHF4J_F32 && dd == RLHF4J_BF16) {
         const float *restrict s = (const float *)src + i0;
         uint16_t *restrict d = (uint16_t *)dst + i0;
-        for (int64_t i = 0; i < n; i++) d[i] = f32_to_bf16(s[i]);
+        for (int64_t i = 0; i < n; i++) d[i] = rl_f32_to_bf16(s[i]);
     } else if (sd == RLHF4J_BF16 && dd == RLHF4J_F32) {
         const uint16_t *restrict s = (const uint16_t *)src + i0;
         float *restrict d = (float *)dst + i0;
-        for (int64_t i = 0; i < n; i++) d[i] = bf16_to_f32(s[i]);
+        for (int64_t i = 0; i < n; i++) d[i] = rl_bf16_to_f32(s[i]);
     } else if (sd == RLHF4J_F32 && dd == RLHF4J_F16) {
         const float *restrict s = (const float *)src + i0;
         uint16_t *restrict d = (uint16_t *)dst + i0;
-        for (int64_t i = 0; i < n; i++) d[i] = f32_to_f16(s[i]);
+        for (int64_t i = 0; i < n; i++) d[i] = rl_f32_to_f16(s[i]);
     } else if (sd == RLHF4J_F16 && dd == RLHF4J_F32) {
         const uint16_t *restrict s = (const uint16_t *)src + i0;
         float *restrict d = (float *)dst + i0;
-        for (int64_t i = 0; i < n; i++) d[i] = f16_to_f32(s[i]);
+        for (int64_t i = 0; i < n; i++) d[i] = rl_f16_to_f32(s[i]);
     } else if (sd == RLHF4J_F32 && dd == RLHF4J_F64) {
         const float *restrict s = (const float *)src + i0;
         double *restrict d = (double *)dst + i0;
@@ -609,11 +609,11 @@ static void convert_chunk(int32_t sd, const void *src, int32_t dd, void *dst, in
             break;
         case RLHF4J_BF16:
             for (int64_t i = 0; i < n; i++)
-                ((uint16_t *)dst)[i0 + i] = f32_to_bf16((float)load_as_double(sd, src, i0 + i));
+                ((uint16_t *)dst)[i0 + i] = rl_f32_to_bf16((float)load_as_double(sd, src, i0 + i));
             break;
         case RLHF4J_F16:
             for (int64_t i = 0; i < n; i++)
-                ((uint16_t *)dst)[i0 + i] = f32_to_f16((float)load_as_double(sd, src, i0 + i));
+                ((uint16_t *)dst)[i0 + i] = rl_f32_to_f16((float)load_as_double(sd, src, i0 + i));
             break;
         case RLHF4J_I32:
             for (int64_t i = 0; i < n; i++) ((int32_t *)dst)[i0 + i] = sat_i32(load_as_double(sd, src, i0 + i));

@@ -189,14 +189,14 @@ static inline int64_t range_take(work_range *r, int64_t iter, int64_t front, int
 
 static inline float load_c_f32(const void *c, int dtype, int64_t i) {
     if (dtype == RLHF4J_F32) return ((const float *)c)[i];
-    if (dtype == RLHF4J_F16) return f16_to_f32(((const uint16_t *)c)[i]);
-    return bf16_to_f32(((const uint16_t *)c)[i]);
+    if (dtype == RLHF4J_F16) return rl_f16_to_f32(((const uint16_t *)c)[i]);
+    return rl_bf16_to_f32(((const uint16_t *)c)[i]);
 }
 
 static inline void store_c_f32(void *c, int dtype, int64_t i, float x) {
     if (dtype == RLHF4J_F32) ((float *)c)[i] = x;
-    else if (dtype == RLHF4J_F16) ((uint16_t *)c)[i] = f32_to_f16(x);
-    else ((uint16_t *)c)[i] = f32_to_bf16(x);
+    else if (dtype == RLHF4J_F16) ((uint16_t *)c)[i] = rl_f32_to_f16(x);
+    else ((uint16_t *)c)[i] = rl_f32_to_bf16(x);
 }
 
 static inline double load_c_f64(const void *c, int dtype, int64_t i) { return ((const double *)c)[i]; }
@@ -229,7 +229,7 @@ static inline float h2f(uint16_t h) {
 #undef CVT
 #undef PFN
 #define SRC_T uint16_t
-#define CVT(x) bf16_to_f32(x)
+#define CVT(x) rl_bf16_to_f32(x)
 #define PFN(name) name##_f32_bf16
 #include "gemm_pack.inc"
 #undef CVT

@@ -27,7 +27,7 @@ static inline void store8(void *c, int dtype, __m256 x) {
         _mm256_storeu_ps(c, x);
     } else if (dtype == RLHF4J_F16) {
         _mm_storeu_si128(c, _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    } else { /* bf16, round to nearest even, NaN stays a quiet NaN (as f32_to_bf16) */
+    } else { /* bf16, round to nearest even, NaN stays a quiet NaN (as rl_f32_to_bf16) */
         __m256i u = _mm256_castps_si256(x);
         __m256i r = _mm256_add_epi32(
             u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff),
@@ -43,14 +43,14 @@ static inline void store8(void *c, int dtype, __m256 x) {
 
 static inline float load1(const void *c, int dtype, int64_t j) {
     if (dtype == RLHF4J_F32) return ((const float *)c)[j];
-    if (dtype == RLHF4J_F16) return f16_to_f32(((const uint16_t *)c)[j]);
-    return bf16_to_f32(((const uint16_t *)c)[j]);
+    if (dtype == RLHF4J_F16) return rl_f16_to_f32(((const uint16_t *)c)[j]);
+    return rl_bf16_to_f32(((const uint16_t *)c)[j]);
 }
 
 static inline void store1(void *c, int dtype, int64_t j, float x) {
     if (dtype == RLHF4J_F32) ((float *)c)[j] = x;
-    else if (dtype == RLHF4J_F16) ((uint16_t *)c)[j] = f32_to_f16(x);
-    else ((uint16_t *)c)[j] = f32_to_bf16(x);
+    else if (dtype == RLHF4J_F16) ((uint16_t *)c)[j] = rl_f32_to_f16(x);
+    else ((uint16_t *)c)[j] = rl_f32_to_bf16(x);
 }
 
 static inline __attribute__((always_inline)) void ukr(const int mr, int64_t kc, const float *restrict a,

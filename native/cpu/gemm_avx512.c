@@ -30,7 +30,7 @@ static inline void store_c(void *c, int dtype, __mmask16 m, __m512 x) {
         _mm512_mask_storeu_ps(c, m, x);
     } else if (dtype == RLHF4J_F16) {
         _mm256_mask_storeu_epi16(c, m, _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    } else { /* bf16, round to nearest even, NaN stays a quiet NaN (as f32_to_bf16) */
+    } else { /* bf16, round to nearest even, NaN stays a quiet NaN (as rl_f32_to_bf16) */
         __m512i u = _mm512_castps_si512(x);
         __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
                                                          _mm512_and_si512(_mm512_srli_epi32(u, 16),

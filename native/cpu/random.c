@@ -2,7 +2,7 @@
  * random.c: fill, counter-based random fill (Philox-4x32-10) and inverted dropout.
  *
  * Every random number is a pure function of (seed, offset + i): element i draws from Philox counter offset + i
- * under key seed (internal.h: philox4x32). Nothing depends on the thread count, on how a buffer is split into
+ * under key seed (rlhf4j_bits.h: rl_philox4x32). Nothing depends on the thread count, on how a buffer is split into
  * calls, or on the backend, and dropout regenerates its mask in backward instead of storing it.
  *
  * Which words of the counter each use reads (the CUDA backend must read the same ones):
@@ -32,7 +32,7 @@
 #define CHUNK 16384 /* elements per parallel work unit; a multiple of PHILOX_BLOCK */
 
 /* Philox-4x32-10 for counters base .. base + PHILOX_BLOCK - 1 (key = seed); the same rounds as internal.h's
- * philox4x32, laid out so the compiler runs them across counters in SIMD lanes. Writes the words asked for
+ * rl_philox4x32, laid out so the compiler runs them across counters in SIMD lanes. Writes the words asked for
  * (w2/w3 may be NULL). */
 static inline void philox_block(uint64_t base, uint64_t key, uint32_t *restrict w0, uint32_t *restrict w1,
                                 uint32_t *restrict w2, uint32_t *restrict w3) {
@@ -114,8 +114,8 @@ RLHF4J_API int32_t rlhf4j_fill(rlhf4j_stream s, int32_t dtype, int64_t n, void *
         break;
     }
     case RLHF4J_F64: memcpy(&bits, &value, 8); break;
-    case RLHF4J_BF16: bits = f32_to_bf16((float)value); break;
-    case RLHF4J_F16: bits = f32_to_f16((float)value); break;
+    case RLHF4J_BF16: bits = rl_f32_to_bf16((float)value); break;
+    case RLHF4J_F16: bits = rl_f32_to_f16((float)value); break;
     case RLHF4J_I32:
         CHECK_ARG(value > -2147483649.0 && value < 2147483648.0,
                   "%s: value = %g does not fit in i32 (NaN or out of range)", fn, value);
@@ -150,17 +150,17 @@ static below_b make_below_b(double a, double b) {
     if (a == b) { /* degenerate range: every draw is a */
         t.f64 = a;
         t.f32 = (float)a;
-        t.bf16 = f32_to_bf16((float)a);
-        t.f16 = f32_to_f16((float)a);
+        t.bf16 = rl_f32_to_bf16((float)a);
+        t.f16 = rl_f32_to_f16((float)a);
         return t;
     }
     t.f64 = nextafter(b, -INFINITY);
     float bf = (float)b;
     t.f32 = (double)bf < b ? bf : nextafterf(bf, -INFINITY);
-    uint16_t h = f32_to_bf16(bf);
-    t.bf16 = (double)bf16_to_f32(h) < b ? h : half_step_down(h);
-    h = f32_to_f16(bf);
-    t.f16 = (double)f16_to_f32(h) < b ? h : half_step_down(h);
+    uint16_t h = rl_f32_to_bf16(bf);
+    t.bf16 = (double)rl_bf16_to_f32(h) < b ? h : half_step_down(h);
+    h = rl_f32_to_f16(bf);
+    t.f16 = (double)rl_f16_to_f32(h) < b ? h : half_step_down(h);
     return t;
 }
 
@@ -215,16 +215,16 @@ static void random_chunk(int32_t dtype, int32_t kind, void *x, int64_t i0, int64
         case RLHF4J_BF16: {
             uint16_t *restrict p = (uint16_t *)x + i;
             for (int l = 0; l < m; l++) {
-                uint16_t h = f32_to_bf16(vf[l]);
-                p[l] = uniform && (double)bf16_to_f32(h) >= b ? top->bf16 : h;
+                uint16_t h = rl_f32_to_bf16(vf[l]);
+                p[l] = uniform && (double)rl_bf16_to_f32(h) >= b ? top->bf16 : h;
             }
             break;
         }
         default: { /* F16 */
             uint16_t *restrict p = (uint16_t *)x + i;
             for (int l = 0; l < m; l++) {
-                uint16_t h = f32_to_f16(vf[l]);
-                p[l] = uniform && (double)f16_to_f32(h) >= b ? top->f16 : h;
+                uint16_t h = rl_f32_to_f16(vf[l]);
+                p[l] = uniform && (double)rl_f16_to_f32(h) >= b ? top->f16 : h;
             }
             break;
         }
