@@ -24,9 +24,23 @@ public class PpoTrainer {
     public record Losses(double actorLoss, double criticLoss, double averageReward, double kl, double answerLength,
                          double actorGradNorm, double criticGradNorm) {}
 
+    /**
+     * Wall-clock seconds spent in each phase of step 3 since the trainer was made (or {@link #resetPhaseTimes}), the
+     * split DeepSpeed-Chat's timing table reports: sampling the answers, the experience forwards (actor, reference,
+     * reward, critic), the actor's and the critic's training steps, and the pretraining mixture. Each phase ends with
+     * a device synchronisation, so GPU work is charged to the phase that queued it.
+     */
+    public record PhaseTimes(double generation, double experience, double actorTraining, double criticTraining,
+                             double unsupervised) {
+        public double total() {
+            return generation + experience + actorTraining + criticTraining + unsupervised;
+        }
+    }
+
     protected final RlhfEngine engine;
     protected final PpoConfig config;
     private final int padId;
+    private final long[] phaseNanos = new long[5];
     private int[] lastSeq; // DS-Chat reuses the last sequences when every answer of a batch is too short
     private int lastRows, lastColumns, lastPromptLength;
     private long experiences; // batches generated so far
@@ -83,6 +97,24 @@ public class PpoTrainer {
         return engine.actorOptimizer().store().device();
     }
 
+    /** The seconds spent per phase so far. */
+    public PhaseTimes phaseTimes() {
+        long[] n = phaseNanos;
+        return new PhaseTimes(n[0] / 1e9, n[1] / 1e9, n[2] / 1e9, n[3] / 1e9, n[4] / 1e9);
+    }
+
+    public void resetPhaseTimes() {
+        java.util.Arrays.fill(phaseNanos, 0);
+    }
+
+    /** Charges the time since {@code t0} to {@code phase} after the device finished; returns the new start. */
+    private long charge(int phase, long t0) {
+        device().synchronize();
+        long t = System.nanoTime();
+        phaseNanos[phase] += t - t0;
+        return t;
+    }
+
     /**
      * Generates answers to {@code prompts} (left-padded) and scores them. Rows whose answer has at most one non-pad
      * token are dropped, as DS-Chat drops them; when every row is dropped, the previous batch's sequences are used
@@ -90,6 +122,7 @@ public class PpoTrainer {
      */
     public Experience generateExperience(PromptBatch prompts) {
         int b = prompts.rows(), p = prompts.columns();
+        long t0 = System.nanoTime();
         engine.actor().train(false);
         int[][] ragged = new int[b][];
         for (int i = 0; i < b; i++) {
@@ -102,6 +135,7 @@ public class PpoTrainer {
         // draws for every batch
         var gen = config.generation().withSeed(config.generation().seed() + experiences++);
         Generator.Result r = new Generator(engine.actor()).generate(ragged, gen, null);
+        charge(0, t0);
         List<int[]> kept = new ArrayList<>();
         int longest = 0;
         for (int i = 0; i < b; i++) {
@@ -142,6 +176,7 @@ public class PpoTrainer {
 
     /** Scores given sequences (prompt columns then answers) as generateExperience does after generating. */
     public Experience score(int[] seq, int rows, int columns, int promptLength, int dropped) {
+        long t0 = System.nanoTime();
         int[] mask = new int[seq.length];
         double answerTokens = 0;
         for (int i = 0; i < seq.length; i++) {
@@ -162,9 +197,11 @@ public class PpoTrainer {
             Tensor values = engine.critic().scores(ids, m, pos).slice(1, 0, columns - 1);
             double avgReward = 0;
             for (double x : reward.toDoubleArray()) avgReward += x / rows;
-            return new Experience(ids.copy(keep), m.copy(keep), logprobs.copy(keep), refLogprobs.copy(keep),
-                    reward.copy(keep), values.copy(keep), promptLength,
+            Experience exp = new Experience(ids.copy(keep), m.copy(keep), logprobs.copy(keep),
+                    refLogprobs.copy(keep), reward.copy(keep), values.copy(keep), promptLength,
                     new Experience.Stats(rows, dropped, answerTokens / rows, avgReward), keep);
+            charge(1, t0);
+            return exp;
         } catch (RuntimeException e) {
             keep.close();
             throw e;
@@ -202,6 +239,7 @@ public class PpoTrainer {
      */
     public Losses trainRlhf(Experience exp) {
         int rows = exp.seq().size(0), columns = exp.seq().size(1), start = exp.promptLength() - 1;
+        long t0 = System.nanoTime();
         try (Scope s = Scope.open(device())) {
             Tensor actionMask = exp.attentionMask().slice(1, 1, columns);
             Tensor oldRewards, oldValues, advantages, returns;
@@ -230,6 +268,7 @@ public class PpoTrainer {
                 actorLoss.backward();
                 engine.actorOptimizer().step("ppo actor");
             }
+            t0 = charge(2, t0);
 
             engine.critic().train(true);
             Tensor values = engine.critic().scores(exp.seq(), exp.attentionMask(), pos).slice(1, start, columns - 1);
@@ -240,6 +279,7 @@ public class PpoTrainer {
                 criticLoss.backward();
                 engine.criticOptimizer().step("ppo critic");
             }
+            charge(3, t0);
             return new Losses(actorValue, criticValue, exp.stats().averageReward(), kl, exp.stats().answerLength(),
                     engine.actorOptimizer().lastGradNorm(), engine.criticOptimizer().lastGradNorm());
         }
@@ -247,6 +287,7 @@ public class PpoTrainer {
 
     /** The pretraining mixture: the actor's causal-LM loss on {@code batch} scaled by unsup_coef, and a step. */
     public double trainUnsupervised(LmBatch batch) {
+        long t0 = System.nanoTime();
         engine.actor().train(true);
         try (Scope s = Scope.open(device())) {
             Tensor loss = SftTrainer.loss(engine.actor(), batch);
@@ -255,6 +296,7 @@ public class PpoTrainer {
                 loss.mul(config.unsupCoef()).backward();
                 engine.actorOptimizer().step("ppo unsupervised");
             }
+            charge(4, t0);
             return value;
         }
     }
