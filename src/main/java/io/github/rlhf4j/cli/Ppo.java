@@ -94,6 +94,58 @@ final class Ppo implements Callable<Integer> {
         @Option(names = "--unsup-coef", defaultValue = "27.8", paramLabel = "C", description = "(default: ${DEFAULT-VALUE})")
         double unsupCoef;
 
+        @Option(names = "--generation-batches", defaultValue = "1", paramLabel = "N",
+                description = "Experience batches generated before the PPO epochs train on them (default: ${DEFAULT-VALUE}).")
+        int generationBatches;
+
+        @Option(names = "--offload-reference-model", description = "Keep the frozen reference and reward models on "
+                + "the CPU (their forwards run there) while the actor and critic train on the GPU.")
+        boolean offloadReferenceModel;
+
+        @Option(names = "--actor-lora-dim", defaultValue = "0", paramLabel = "R",
+                description = "Rank of the actor's LoRA adapters (0: no LoRA; default: ${DEFAULT-VALUE}).")
+        int actorLoraDim;
+
+        @Option(names = "--actor-lora-module-name", paramLabel = "TEXT", description = "The actor's linear layers "
+                + "whose name contains TEXT get LoRA (default: the family's layer stack, decoder.layers. for OPT).")
+        String actorLoraModuleName;
+
+        @Option(names = "--actor-lora-learning-rate", defaultValue = "5e-4", paramLabel = "LR",
+                description = "(default: ${DEFAULT-VALUE})")
+        double actorLoraLr;
+
+        @Option(names = "--critic-lora-dim", defaultValue = "0", paramLabel = "R",
+                description = "Rank of the critic's LoRA adapters (0: no LoRA; default: ${DEFAULT-VALUE}).")
+        int criticLoraDim;
+
+        @Option(names = "--critic-lora-module-name", paramLabel = "TEXT", description = "As --actor-lora-module-name.")
+        String criticLoraModuleName;
+
+        @Option(names = "--critic-lora-learning-rate", defaultValue = "5e-4", paramLabel = "LR",
+                description = "(default: ${DEFAULT-VALUE})")
+        double criticLoraLr;
+
+        @Option(names = "--only-optimize-lora", description = "Train only the LoRA adapters of the models that have "
+                + "them (DS-Chat's flag; the other weights stay frozen).")
+        boolean onlyOptimizeLora;
+
+        @Option(names = "--actor-gradient-checkpointing", description = "Recompute the actor's layer activations in "
+                + "the backward pass instead of keeping them.")
+        boolean actorGradientCheckpointing;
+
+        @Option(names = "--critic-gradient-checkpointing", description = "The same for the critic.")
+        boolean criticGradientCheckpointing;
+
+        Stages.ModelOptions actorOptions(CommandLine cmd) {
+            return StageOptions.modelOptions(cmd, "actor-", actorLoraDim, actorLoraModuleName, actorLoraLr,
+                    onlyOptimizeLora, actorGradientCheckpointing);
+        }
+
+        Stages.ModelOptions criticOptions(CommandLine cmd) {
+            return StageOptions.modelOptions(cmd, "critic-", criticLoraDim, criticLoraModuleName, criticLoraLr,
+                    onlyOptimizeLora, criticGradientCheckpointing);
+        }
+
         @Option(names = "--temperature", defaultValue = "1.0", paramLabel = "T", description = "Sampling temperature of "
                 + "the answers (default: ${DEFAULT-VALUE}).")
         double temperature;
@@ -106,9 +158,16 @@ final class Ppo implements Callable<Integer> {
             if (unsupervised != null && !Files.exists(unsupervised))
                 throw new CommandLine.ParameterException(cmd, "--unsupervised-dataset-name " + unsupervised
                         + ": no such file or directory");
+            if (onlyOptimizeLora && actorLoraDim == 0 && criticLoraDim == 0)
+                throw new CommandLine.ParameterException(cmd, "--only-optimize-lora needs --actor-lora-dim or "
+                        + "--critic-lora-dim > 0");
+            if (generationBatches < 1)
+                throw new CommandLine.ParameterException(cmd, "--generation-batches " + generationBatches
+                        + " must be >= 1");
             return new Stages.PpoSettings(d, actor, critic, maxPromptSeqLen, maxAnswerSeqLen, training.training(100),
                     actorLr, criticLr, actorWeightDecay, criticWeightDecay, ppoEpochs, enableEma, unsupervised,
-                    unsupCoef, temperature, topP, PpoMath.KL_CTL, out, metrics);
+                    unsupCoef, temperature, topP, PpoMath.KL_CTL, out, metrics, actorOptions(cmd), criticOptions(cmd),
+                    generationBatches, offloadReferenceModel);
         }
     }
 }

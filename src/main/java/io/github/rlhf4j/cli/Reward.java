@@ -31,6 +31,9 @@ final class Reward implements Callable<Integer> {
     @Mixin
     StageOptions.RunOptions run;
 
+    @Mixin
+    StageOptions.ModelFlags modelFlags;
+
     @Option(names = "--model-name-or-path", paramLabel = "DIR", required = true,
             description = "A causal-LM or reward-model directory in Hugging Face layout, tokenizer included.")
     Path model;
@@ -54,7 +57,8 @@ final class Reward implements Callable<Integer> {
         StageOptions.modelDir(cmd, "--model-name-or-path", model);
         Path out = data.outputDir.resolve("reward-models").resolve(name != null ? name : StageOptions.name(model));
         Stages.reward(new Stages.RewardSettings(d, model, maxSeqLen, training.training(0), lr, weightDecay, out,
-                data.outputDir.resolve("logs/step2.jsonl")), run.options(cmd, data.outputDir), cmd.getOut());
+                data.outputDir.resolve("logs/step2.jsonl"), modelFlags.options(cmd)), run.options(cmd, data.outputDir),
+                cmd.getOut());
         return 0;
     }
 }

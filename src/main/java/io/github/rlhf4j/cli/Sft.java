@@ -30,6 +30,9 @@ final class Sft implements Callable<Integer> {
     @Mixin
     StageOptions.RunOptions run;
 
+    @Mixin
+    StageOptions.ModelFlags modelFlags;
+
     @Option(names = "--model-name-or-path", paramLabel = "DIR", required = true,
             description = "The model to fine-tune: a Hugging Face directory with tokenizer files.")
     Path model;
@@ -57,7 +60,8 @@ final class Sft implements Callable<Integer> {
         StageOptions.modelDir(cmd, "--model-name-or-path", model);
         Path out = data.outputDir.resolve("actor-models").resolve(name != null ? name : StageOptions.name(model));
         Stages.sft(new Stages.SftSettings(d, model, fromScratch, maxSeqLen, training.training(0), lr, weightDecay, out,
-                data.outputDir.resolve("logs/step1.jsonl")), run.options(cmd, data.outputDir), cmd.getOut());
+                data.outputDir.resolve("logs/step1.jsonl"), modelFlags.options(cmd)), run.options(cmd, data.outputDir),
+                cmd.getOut());
         return 0;
     }
 }

@@ -1,6 +1,8 @@
 package io.github.rlhf4j.cli;
 
 import io.github.rlhf4j.rlhf.Stages;
+import io.github.rlhf4j.runtime.Backend;
+import io.github.rlhf4j.runtime.Device;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -94,12 +96,77 @@ final class StageOptions {
                 + "or Inf (counted, logged in the metrics and the summary) instead of stopping the run.")
         boolean skipNonFinite;
 
+        @Option(names = "--device", defaultValue = "auto", paramLabel = "DEV",
+                description = "cpu, cuda or cuda:N; auto: the first GPU when this build has the CUDA backend and "
+                        + "a GPU is visible, else the CPU (default: ${DEFAULT-VALUE}).")
+        String device;
+
         Stages.RunOptions options(CommandLine cmd, Path outputDir) {
             if (checkpointEvery < 0)
                 throw new CommandLine.ParameterException(cmd, "--checkpoint-every " + checkpointEvery + " must be >= 0");
             if (saveTotalLimit < 0)
                 throw new CommandLine.ParameterException(cmd, "--save-total-limit " + saveTotalLimit + " must be >= 0");
-            return Stages.RunOptions.under(outputDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite);
+            Device d;
+            try {
+                d = device.equalsIgnoreCase("auto") ? autoDevice() : Device.parse(device);
+            } catch (RuntimeException e) {
+                throw new CommandLine.ParameterException(cmd, "--device " + device + ": " + e.getMessage());
+            }
+            return Stages.RunOptions.under(outputDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite).on(d);
+        }
+
+        /** The first GPU if the CUDA backend is in this build and sees one, else the CPU. */
+        static Device autoDevice() {
+            try {
+                if (Backend.cuda().map(b -> b.deviceCount() > 0).orElse(false)) return Device.cuda(0);
+            } catch (RuntimeException | LinkageError e) {
+                // a CUDA library that cannot load (no driver) means no GPU here
+            }
+            return Device.cpu();
+        }
+    }
+
+    /**
+     * How one model trains beyond its optimizer, DS-Chat's flags: LoRA and gradient checkpointing. Steps 1 and 2
+     * take them bare ({@code --lora-dim}); step 3 per model ({@code --actor-lora-dim}, {@code --critic-lora-dim}).
+     */
+    static Stages.ModelOptions modelOptions(CommandLine cmd, String prefix, int loraDim, String loraModuleName,
+                                            double loraLr, boolean onlyOptimizeLora, boolean gradientCheckpointing) {
+        try {
+            return new Stages.ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora && loraDim > 0,
+                    gradientCheckpointing);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(cmd, "--" + prefix + "lora-dim " + loraDim + ": " + e.getMessage());
+        }
+    }
+
+    /** Steps 1 and 2's own LoRA and checkpointing flags. */
+    static final class ModelFlags {
+        @Option(names = "--lora-dim", defaultValue = "0", paramLabel = "R",
+                description = "Rank of LoRA adapters on the linear layers that match --lora-module-name "
+                        + "(0: no LoRA; default: ${DEFAULT-VALUE}).")
+        int loraDim;
+
+        @Option(names = "--lora-module-name", paramLabel = "TEXT",
+                description = "LoRA goes on linear layers whose name contains TEXT (default: the layer stack of the "
+                        + "model's family: decoder.layers. for OPT, h. for GPT-2 and GPT-Neo, layers. for Llama/Qwen2).")
+        String loraModuleName;
+
+        @Option(names = "--lora-learning-rate", defaultValue = "5e-4", paramLabel = "LR",
+                description = "Learning rate of the LoRA adapters (default: ${DEFAULT-VALUE}).")
+        double loraLr;
+
+        @Option(names = "--only-optimize-lora", description = "Train the LoRA adapters alone; everything else frozen.")
+        boolean onlyOptimizeLora;
+
+        @Option(names = "--gradient-checkpointing", description = "Recompute each layer's activations in the backward "
+                + "pass instead of keeping them: much less memory for about one more forward pass.")
+        boolean gradientCheckpointing;
+
+        Stages.ModelOptions options(CommandLine cmd) {
+            if (onlyOptimizeLora && loraDim == 0)
+                throw new CommandLine.ParameterException(cmd, "--only-optimize-lora needs --lora-dim > 0");
+            return modelOptions(cmd, "", loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing);
         }
     }
 

@@ -109,12 +109,12 @@ final class Train implements Callable<Integer> {
         if (todo.contains(1)) {
             StageOptions.modelDir(cmd, "--actor-model", actorModel);
             Stages.sft(new Stages.SftSettings(d, actorModel, false, maxSeqLen, training.training(0), sftLr, 0.0,
-                    actorDir, logs.resolve("step1.jsonl")), guard, cmd.getOut());
+                    actorDir, logs.resolve("step1.jsonl"), ppo.actorOptions(cmd)), guard, cmd.getOut());
         }
         if (todo.contains(2)) {
             StageOptions.modelDir(cmd, "--reward-model", rewardModel);
             Stages.reward(new Stages.RewardSettings(d, rewardModel, maxSeqLen, training.training(0), rewardLr, 0.0,
-                    rmDir, logs.resolve("step2.jsonl")), guard, cmd.getOut());
+                    rmDir, logs.resolve("step2.jsonl"), ppo.criticOptions(cmd)), guard, cmd.getOut());
         }
         if (todo.contains(3)) {
             StageOptions.modelDir(cmd, "step 1's output (run --step 1 first)", actorDir);

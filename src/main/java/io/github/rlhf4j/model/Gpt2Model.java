@@ -54,7 +54,10 @@ public final class Gpt2Model extends Transformer {
         Tensor pos = positions != null ? positions : defaultPositions(b, t, cache);
         Tensor x = dropout(wte.forward(ids).add(wpe.forward(pos)), c.embdPdrop());
         if (cache != null) cache.begin(t, mask);
-        for (Block block : h) x = block.forward(x, mask, cache, this);
+        for (int i = 0; i < h.size(); i++) {
+            Block block = h.get(i);
+            x = layer(i, x, cache, in -> block.forward(in, mask, cache, this));
+        }
         if (cache != null) cache.advance();
         return lnF.forward(x);
     }

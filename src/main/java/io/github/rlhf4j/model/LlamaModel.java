@@ -68,7 +68,10 @@ public final class LlamaModel extends Transformer {
         Tensor x = embedTokens.forward(ids);
         Tensor invFreq = x.dtype() == DType.F64 ? Tensor.of(invFreq64) : Tensor.of(invFreq32);
         if (cache != null) cache.begin(t, mask);
-        for (DecoderLayer layer : layers) x = layer.forward(x, mask, pos, invFreq, cache);
+        for (int i = 0; i < layers.size(); i++) {
+            DecoderLayer layer = layers.get(i);
+            x = layer(i, x, cache, in -> layer.forward(in, mask, pos, invFreq, cache));
+        }
         if (cache != null) cache.advance();
         return norm.forward(x);
     }

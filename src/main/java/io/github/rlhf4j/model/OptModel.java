@@ -61,7 +61,10 @@ public final class OptModel extends Transformer {
         if (decoder.projectIn != null) x = decoder.projectIn.forward(x);
         x = x.add(decoder.embedPositions.forward(Tensor.ofInts(pos, b, t)));
         if (cache != null) cache.begin(t, mask);
-        for (Layer layer : decoder.layers) x = layer.forward(x, mask, cache, this);
+        for (int i = 0; i < decoder.layers.size(); i++) {
+            Layer layer = decoder.layers.get(i);
+            x = layer(i, x, cache, in -> layer.forward(in, mask, cache, this));
+        }
         if (cache != null) cache.advance();
         if (c.hasFinalLayerNorm()) x = norm(decoder.finalLayerNorm, x);
         if (decoder.projectOut != null) x = decoder.projectOut.forward(x);

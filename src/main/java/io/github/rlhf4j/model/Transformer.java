@@ -13,6 +13,7 @@ import io.github.rlhf4j.tensor.Tensor;
  */
 public abstract class Transformer extends Module {
     private long dropoutSeed;
+    private boolean gradientCheckpointing;
 
     public abstract ModelConfig config();
 
@@ -38,6 +39,45 @@ public abstract class Transformer extends Module {
     /** The seed the next dropout site uses (a checkpoint saves it, so a resumed run draws the same masks). */
     public final long dropoutSeed() {
         return dropoutSeed;
+    }
+
+    /**
+     * Gradient checkpointing (DS-Chat's {@code --gradient_checkpointing}, transformers'
+     * {@code gradient_checkpointing_enable()}): each layer's activations are dropped after the forward and
+     * recomputed during the backward, so training keeps one layer's activations instead of all of them, for about
+     * one more forward pass of compute. Gradients are the same as without it (bitwise on the CPU backend).
+     */
+    public final void setGradientCheckpointing(boolean on) {
+        this.gradientCheckpointing = on;
+    }
+
+    public final boolean isGradientCheckpointing() {
+        return gradientCheckpointing;
+    }
+
+    /**
+     * Runs layer {@code index} on the hidden states {@code x}: directly, or checkpointed when gradient checkpointing
+     * is on and the forward records gradients without a KV cache (training; generation and no-grad scoring never
+     * pay for it). The recomputation replays the layer's dropout masks by restarting from the same dropout seed.
+     */
+    protected final Tensor layer(int index, Tensor x, KvCache cache, java.util.function.UnaryOperator<Tensor> f) {
+        if (!gradientCheckpointing || cache != null || !io.github.rlhf4j.tensor.Autograd.isEnabled())
+            return f.apply(x);
+        long seed = dropoutSeed;
+        boolean[] first = {true};
+        return io.github.rlhf4j.tensor.Autograd.checkpoint("layer " + index, in -> {
+            if (first[0]) { // the forward: the seed advances as it would without checkpointing
+                first[0] = false;
+                return f.apply(in[0]);
+            }
+            long after = dropoutSeed;
+            dropoutSeed = seed;
+            try {
+                return f.apply(in[0]);
+            } finally {
+                dropoutSeed = after;
+            }
+        }, x);
     }
 
     /** Dropout with probability p in training mode, identity otherwise. */

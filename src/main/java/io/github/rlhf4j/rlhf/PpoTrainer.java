@@ -192,8 +192,9 @@ public class PpoTrainer {
             Tensor ids = Tensor.ofInts(seq, rows, columns), m = Tensor.ofInts(mask, rows, columns);
             Tensor pos = positions(m);
             Tensor logprobs = PpoMath.gatherLogProbs(engine.actor().forward(ids, m, pos, null), ids);
-            Tensor refLogprobs = PpoMath.gatherLogProbs(engine.reference().forward(ids, m, pos, null), ids);
-            Tensor reward = rewardScores(ids, m, promptLength);
+            Tensor refLogprobs = elsewhere(engine.referenceDevice(), ids, m, pos,
+                    (i, mm, p) -> PpoMath.gatherLogProbs(engine.reference().forward(i, mm, p, null), i));
+            Tensor reward = elsewhere(engine.rewardDevice(), ids, m, pos, (i, mm, p) -> rewardScores(i, mm, promptLength));
             Tensor values = engine.critic().scores(ids, m, pos).slice(1, 0, columns - 1);
             double avgReward = 0;
             for (double x : reward.toDoubleArray()) avgReward += x / rows;
@@ -206,6 +207,31 @@ public class PpoTrainer {
             keep.close();
             throw e;
         }
+    }
+
+    /** A forward of a frozen model over (ids, mask, positions). */
+    @FunctionalInterface
+    protected interface FrozenForward {
+        Tensor apply(Tensor ids, Tensor attentionMask, Tensor positions);
+    }
+
+    /**
+     * Runs {@code f} on the device {@code where} holds the frozen model (the CPU under --offload-reference-model, while
+     * the actor is on the GPU): the ids, mask and positions go there through the host, and only the small result
+     * ([B, T] logprobs, [B] rewards) comes back; the [B, T, V] logits never cross.
+     */
+    private Tensor elsewhere(Device where, Tensor ids, Tensor mask, Tensor pos, FrozenForward f) {
+        if (where == device()) return f.apply(ids, mask, pos);
+        int rows = ids.size(0), cols = ids.size(1);
+        float[] out;
+        int[] shape;
+        try (Scope there = Scope.open(where)) {
+            Tensor r = f.apply(Tensor.ofInts(ids.toIntArray(), rows, cols), Tensor.ofInts(mask.toIntArray(), rows, cols),
+                    pos == null ? null : Tensor.ofInts(pos.toIntArray(), rows, cols));
+            out = r.toFloatArray();
+            shape = r.shape();
+        }
+        return Tensor.of(out, shape);
     }
 
     /**

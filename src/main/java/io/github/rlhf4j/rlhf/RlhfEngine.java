@@ -57,6 +57,16 @@ public final class RlhfEngine implements AutoCloseable {
         return reward;
     }
 
+    /** Where the reference runs: the actor's device, or the CPU with the reference offloaded. */
+    public io.github.rlhf4j.runtime.Device referenceDevice() {
+        return referenceStore.device();
+    }
+
+    /** Where the reward model runs. */
+    public io.github.rlhf4j.runtime.Device rewardDevice() {
+        return rewardStore.device();
+    }
+
     public Optimized actorOptimizer() {
         return actorOptimizer;
     }

@@ -36,6 +36,7 @@ import io.github.rlhf4j.tensor.Tensor;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -45,7 +46,7 @@ import java.util.Set;
 import java.util.function.BiPredicate;
 
 /**
- * The three stages as DeepSpeed-Chat's {@code step1/2/3 main.py} run them, on the CPU: each reads its split of the
+ * The three stages as DeepSpeed-Chat's {@code step1/2/3 main.py} run them, on the CPU or a GPU: each reads its split of the
  * data, trains, reports its eval figures, writes its model(s) in Hugging Face layout (with the tokenizer files) and
  * its metrics as JSON Lines. The command line ({@code bin/rlhf4j sft|reward|ppo|train}) is a thin layer over these.
  * With {@link RunOptions} a stage also writes checkpoints ({@link Checkpoint}) and resumes from them, reaching the
@@ -101,10 +102,11 @@ public final class Stages {
      * at every checkpoint and at the end.
      */
     public record RunOptions(Path checkpointDir, long checkpointEvery, int saveTotalLimit, boolean resume,
-                             boolean skipNonFinite, Path plotsDir) {
-        /** No checkpoints, no plots, stop on NaN: what a library caller gets by default. */
-        public static final RunOptions NONE = new RunOptions(null, 0, 0, false, false, null);
+                             boolean skipNonFinite, Path plotsDir, Device device) {
+        /** No checkpoints, no plots, stop on NaN, on the CPU: what a library caller gets by default. */
+        public static final RunOptions NONE = new RunOptions(null, 0, 0, false, false, null, null);
 
+        /** {@code device} null: the CPU. */
         public RunOptions {
             if (checkpointEvery < 0)
                 throw new IllegalArgumentException("--checkpoint-every " + checkpointEvery + " must be >= 0");
@@ -114,11 +116,25 @@ public final class Stages {
                 throw new IllegalArgumentException("resuming needs a checkpoint directory");
         }
 
+        public RunOptions(Path checkpointDir, long checkpointEvery, int saveTotalLimit, boolean resume,
+                          boolean skipNonFinite, Path plotsDir) {
+            this(checkpointDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite, plotsDir, null);
+        }
+
         /** The command line's: checkpoints in {@code output/checkpoints}, plots in {@code output/plots}. */
         public static RunOptions under(Path outputDir, long checkpointEvery, int saveTotalLimit, boolean resume,
                                        boolean skipNonFinite) {
             return new RunOptions(outputDir.resolve("checkpoints"), checkpointEvery, saveTotalLimit, resume,
-                    skipNonFinite, outputDir.resolve("plots"));
+                    skipNonFinite, outputDir.resolve("plots"), null);
+        }
+
+        public RunOptions on(Device d) {
+            return new RunOptions(checkpointDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite, plotsDir, d);
+        }
+
+        /** The device the stages train on. */
+        public Device deviceOrCpu() {
+            return device != null ? device : Device.cpu();
         }
     }
 
@@ -127,7 +143,56 @@ public final class Stages {
      * whose config.json is initialised randomly with the seed. The actor goes to {@code out}.
      */
     public record SftSettings(Data data, Path model, boolean fromScratch, int maxSeqLen, Training training, double lr,
-                              double weightDecay, Path out, Path metrics) {}
+                              double weightDecay, Path out, Path metrics, ModelOptions options) {
+        public SftSettings {
+            if (options == null) options = ModelOptions.NONE;
+        }
+
+        public SftSettings(Data data, Path model, boolean fromScratch, int maxSeqLen, Training training, double lr,
+                           double weightDecay, Path out, Path metrics) {
+            this(data, model, fromScratch, maxSeqLen, training, lr, weightDecay, out, metrics, ModelOptions.NONE);
+        }
+    }
+
+    /**
+     * How one trained model is trained beyond its optimizer: DS-Chat's {@code --lora_dim} (0: no LoRA; the rank of the
+     * adapters put on the linear layers whose name contains {@code loraModuleName}), {@code --lora_learning_rate},
+     * {@code --only_optimize_lora} (train the adapters alone), {@code --gradient_checkpointing}.
+     */
+    public record ModelOptions(int loraDim, String loraModuleName, double loraLr, boolean onlyOptimizeLora,
+                               boolean gradientCheckpointing) {
+        /** No LoRA, no checkpointing; DS-Chat's LoRA rate. */
+        public static final ModelOptions NONE = new ModelOptions(0, null, 5e-4, false, false);
+
+        /** {@code loraModuleName} null: the family's layer stack (see {@link #loraFilter}). */
+        public ModelOptions {
+            if (loraDim < 0) throw new IllegalArgumentException("lora dim " + loraDim + " must be >= 0 (0: no LoRA)");
+            if (loraModuleName != null && loraModuleName.isEmpty())
+                throw new IllegalArgumentException("the LoRA module name filter is empty (e.g. decoder.layers.)");
+            if (loraDim > 0 && !(loraLr > 0))
+                throw new IllegalArgumentException("lora learning rate " + loraLr + " must be > 0");
+            if (onlyOptimizeLora && loraDim == 0)
+                throw new IllegalArgumentException("--only-optimize-lora needs a LoRA dim > 0");
+        }
+
+        /**
+         * The module-name filter LoRA uses on a model of {@code c}: the given one, else the family's decoder layers
+         * (DS-Chat's default "decoder.layers." is OPT's; GPT-2 and GPT-Neo call theirs "h.", Llama and Qwen2
+         * "layers.").
+         */
+        public String loraFilter(ModelConfig c) {
+            if (loraModuleName != null) return loraModuleName;
+            return switch (c.modelType()) {
+                case "opt" -> "decoder.layers.";
+                case "gpt2", "gpt_neo" -> "h.";
+                default -> "layers.";
+            };
+        }
+
+        public ModelOptions withGradientCheckpointing(boolean on) {
+            return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, on);
+        }
+    }
 
     /** What step 1 reports: eval perplexity, steps, the last training loss, steps skipped for a NaN or Inf. */
     public record SftResult(double perplexity, long steps, double lastLoss, Path actor, long skippedSteps) {}
@@ -137,18 +202,50 @@ public final class Stages {
      * (v_head included).
      */
     public record RewardSettings(Data data, Path model, int maxSeqLen, Training training, double lr,
-                                 double weightDecay, Path out, Path metrics) {}
+                                 double weightDecay, Path out, Path metrics, ModelOptions options) {
+        public RewardSettings {
+            if (options == null) options = ModelOptions.NONE;
+        }
+
+        public RewardSettings(Data data, Path model, int maxSeqLen, Training training, double lr, double weightDecay,
+                              Path out, Path metrics) {
+            this(data, model, maxSeqLen, training, lr, weightDecay, out, metrics, ModelOptions.NONE);
+        }
+    }
 
     /** What step 2 reports on its eval split. */
     public record RewardResult(RewardTrainer.Evaluation eval, long steps, double lastLoss, Path rewardModel,
                                long skippedSteps) {}
 
-    /** Step 3: actor from step 1, critic and reward model from step 2; models to {@code out/{actor,critic,actor_ema}}. */
+    /**
+     * Step 3: actor from step 1, critic and reward model from step 2; models to {@code out/{actor,critic,actor_ema}}.
+     * {@code generationBatches} experience batches are generated before the PPO epochs train on them (DS-Chat's
+     * {@code --generation_batches}); {@code offloadReferenceModel} keeps the frozen reference and reward models on
+     * the CPU while the actor and critic use the GPU.
+     */
     public record PpoSettings(Data data, Path actor, Path critic, int maxPromptSeqLen, int maxAnswerSeqLen,
                               Training training, double actorLr, double criticLr, double actorWeightDecay,
                               double criticWeightDecay, int ppoEpochs, boolean enableEma, Path unsupervisedDataset,
                               double unsupCoef, double temperature, double topP, double klCtl, Path out,
-                              Path metrics) {
+                              Path metrics, ModelOptions actorOptions, ModelOptions criticOptions,
+                              int generationBatches, boolean offloadReferenceModel) {
+        public PpoSettings {
+            if (actorOptions == null) actorOptions = ModelOptions.NONE;
+            if (criticOptions == null) criticOptions = ModelOptions.NONE;
+            if (generationBatches < 1)
+                throw new IllegalArgumentException("--generation-batches " + generationBatches + " must be >= 1");
+            if (ppoEpochs < 1) throw new IllegalArgumentException("--ppo-epochs " + ppoEpochs + " must be >= 1");
+        }
+
+        public PpoSettings(Data data, Path actor, Path critic, int maxPromptSeqLen, int maxAnswerSeqLen,
+                           Training training, double actorLr, double criticLr, double actorWeightDecay,
+                           double criticWeightDecay, int ppoEpochs, boolean enableEma, Path unsupervisedDataset,
+                           double unsupCoef, double temperature, double topP, double klCtl, Path out, Path metrics) {
+            this(data, actor, critic, maxPromptSeqLen, maxAnswerSeqLen, training, actorLr, criticLr, actorWeightDecay,
+                    criticWeightDecay, ppoEpochs, enableEma, unsupervisedDataset, unsupCoef, temperature, topP, klCtl,
+                    out, metrics, ModelOptions.NONE, ModelOptions.NONE, 1, false);
+        }
+
         /** DS-Chat's step-3 defaults around the given paths: lr 9.65e-6 / 5e-6, cosine with 100 warm-up steps, 256 + 256. */
         public static PpoSettings dsChat(Data data, Path actor, Path critic, Path out, Path metrics) {
             return new PpoSettings(data, actor, critic, 256, 256, new Training(16, 1, 0, "cosine", 100), 9.65e-6, 5e-6,
@@ -185,7 +282,18 @@ public final class Stages {
         m.put("--max-seq-len", Integer.toString(s.maxSeqLen()));
         m.put("--learning-rate", Double.toString(s.lr()));
         m.put("--weight-decay", Double.toString(s.weightDecay()));
+        lora(m, "", s.options());
         return m;
+    }
+
+    /** The LoRA settings a resumed run must share (gradient checkpointing changes nothing but memory: not here). */
+    private static void lora(Map<String, String> m, String prefix, ModelOptions o) {
+        if (o.loraDim() == 0) return; // absent keys keep checkpoints of runs without LoRA resumable
+        m.put("--" + prefix + "lora-dim", Integer.toString(o.loraDim()));
+        m.put("--" + prefix + "lora-module-name", String.valueOf(o.loraModuleName()));
+        m.put("--" + prefix + "lora-learning-rate", Double.toString(o.loraLr()));
+        m.put("--only-optimize-lora (" + (prefix.isEmpty() ? "model" : prefix.substring(0, prefix.length() - 1)) + ")",
+                Boolean.toString(o.onlyOptimizeLora()));
     }
 
     static Map<String, String> settingsOf(RewardSettings s) {
@@ -194,6 +302,7 @@ public final class Stages {
         m.put("--max-seq-len", Integer.toString(s.maxSeqLen()));
         m.put("--learning-rate", Double.toString(s.lr()));
         m.put("--weight-decay", Double.toString(s.weightDecay()));
+        lora(m, "", s.options());
         return m;
     }
 
@@ -214,6 +323,9 @@ public final class Stages {
         m.put("--temperature", Double.toString(s.temperature()));
         m.put("--top-p", Double.toString(s.topP()));
         m.put("kl_ctl", Double.toString(s.klCtl()));
+        if (s.generationBatches() != 1) m.put("--generation-batches", Integer.toString(s.generationBatches()));
+        lora(m, "actor-", s.actorOptions());
+        lora(m, "critic-", s.criticOptions());
         return m;
     }
 
@@ -234,7 +346,8 @@ public final class Stages {
         if (done != null)
             return new SftResult(StageCheckpoints.getDouble(done, "perplexity"), done.path("steps").asLong(),
                     StageCheckpoints.getDouble(done, "last_loss"), s.out(), done.path("skipped_steps").asLong());
-        Device dev = Device.cpu();
+        requireNoLora(s.options());
+        Device dev = run.deviceOrCpu();
         DataSplit split = s.data().load();
         try (Tokenizer tok = Tokenizer.load(s.model());
              HfModel hf = s.fromScratch()
@@ -256,6 +369,7 @@ public final class Stages {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 SftTrainer trainer = new SftTrainer(hf.model(), opt);
                 Transformer base = hf.model().base();
+                base.setGradientCheckpointing(s.options().gradientCheckpointing());
                 StageCheckpoints.Saved saved = new StageCheckpoints.Saved() {
                     @Override
                     public void write(Checkpoint.Writer w, ObjectNode state) {
@@ -338,7 +452,8 @@ public final class Stages {
                     StageCheckpoints.getDouble(done, "chosen_score"), StageCheckpoints.getDouble(done, "rejected_score"),
                     done.path("pairs").asInt()), done.path("steps").asLong(),
                     StageCheckpoints.getDouble(done, "last_loss"), s.out(), done.path("skipped_steps").asLong());
-        Device dev = Device.cpu();
+        requireNoLora(s.options());
+        Device dev = run.deviceOrCpu();
         DataSplit split = s.data().load();
         ConfigJson json = ConfigJson.read(s.model().resolve("config.json"));
         ModelConfig config = Models.config(json);
@@ -362,6 +477,7 @@ public final class Stages {
                     s.training().schedule(steps), 1.0))) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 RewardTrainer trainer = new RewardTrainer(rm, opt, enc.padId(), enc.paddingAtBeginning());
+                rm.base().setGradientCheckpointing(s.options().gradientCheckpointing());
                 Transformer base = rm.base();
                 StageCheckpoints.Saved saved = new StageCheckpoints.Saved() {
                     @Override
@@ -453,7 +569,8 @@ public final class Stages {
         if (done != null)
             return new PpoResult(losses(done.path("last")), done.path("steps").asLong(), actorOut, criticOut, emaOut,
                     done.path("skipped_steps").asLong());
-        Device dev = Device.cpu();
+        requireNoLora(s.actorOptions(), s.criticOptions());
+        Device dev = run.deviceOrCpu();
         DataSplit split = s.data().load();
         ConfigJson actorJson = ConfigJson.read(s.actor().resolve("config.json"));
         ConfigJson criticJson = ConfigJson.read(s.critic().resolve("config.json"));
@@ -477,20 +594,33 @@ public final class Stages {
             }
             Batches<PromptBatch> batches = new Batches<>(prompts, s.training().batchSize(), true, s.data().seed());
             long steps = s.training().steps(batches.batchesPerEpoch());
+            if (s.generationBatches() > steps)
+                throw new IllegalArgumentException("--generation-batches " + s.generationBatches() + " exceeds the "
+                        + steps + " prompt batches of step 3: no PPO step would run");
+            if (steps % s.generationBatches() != 0)
+                log.printf("step 3: the last %d prompt batches do not fill --generation-batches %d and are not "
+                        + "trained on (as DS-Chat drops them)%n", steps % s.generationBatches(), s.generationBatches());
 
             CausalLM actor = CausalLM.of(actorConfig), ref = CausalLM.of(actorConfig);
             RewardModel critic = RewardModel.of(criticConfig), reward = RewardModel.of(criticConfig);
             ParameterStore actorStore = ParameterStore.allocate(actor, dev, DType.F32, 0, true);
-            ParameterStore refStore = ParameterStore.allocate(ref, dev, DType.F32, 0, false);
+            // --offload-reference-model: the two frozen models live and run on the CPU; only ids go there and only
+            // [B, T] logprobs and [B] rewards come back (DS-Chat offloads the reference through ZeRO-Offload)
+            Device frozenDev = s.offloadReferenceModel() ? Device.cpu() : dev;
+            if (s.offloadReferenceModel() && dev.isCpu())
+                log.println("step 3: --offload-reference-model has nothing to do: every model already runs on the CPU");
+            ParameterStore refStore = ParameterStore.allocate(ref, frozenDev, DType.F32, 0, false);
             ParameterStore criticStore = ParameterStore.allocate(critic, dev, DType.F32, 0, true);
-            ParameterStore rewardStore = ParameterStore.allocate(reward, dev, DType.F32, 0, false);
+            ParameterStore rewardStore = ParameterStore.allocate(reward, frozenDev, DType.F32, 0, false);
             HfModel.loadWeights(actor, actorConfig.basePrefix(), s.actor(), Set.of());
             HfModel.loadWeights(ref, actorConfig.basePrefix(), s.actor(), Set.of());
             HfModel.loadWeights(critic, criticConfig.basePrefix(), s.critic(), Set.of());
             HfModel.loadWeights(reward, criticConfig.basePrefix(), s.critic(), Set.of());
-            log.printf(Locale.ROOT, "step 3 (ppo): actor %s (%,d parameters), critic %s (%,d), %d prompts, %d steps%n",
-                    s.actor(), actorStore.parameterCount(), s.critic(), criticStore.parameterCount(), prompts.size(),
-                    steps);
+            actor.base().setGradientCheckpointing(s.actorOptions().gradientCheckpointing());
+            critic.base().setGradientCheckpointing(s.criticOptions().gradientCheckpointing());
+            log.printf(Locale.ROOT, "step 3 (ppo): actor %s (%,d parameters), critic %s (%,d), %d prompts, %d steps, "
+                    + "on %s (reference and reward model on %s)%n", s.actor(), actorStore.parameterCount(), s.critic(),
+                    criticStore.parameterCount(), prompts.size(), steps, dev, frozenDev);
             GenerationConfig gen = new GenerationConfig(s.maxAnswerSeqLen(), true, s.temperature(), 0, s.topP(), 1.0,
                     new int[] {tok.eosId()}, pad, false, s.data().seed());
             PpoConfig ppo = PpoConfig.dsChat(gen).withKlCtl(s.klCtl()).withPpoEpochs(s.ppoEpochs())
@@ -588,37 +718,78 @@ public final class Stages {
                 last = from == null ? null : losses(from.state().path("last"));
                 try (MetricsLog metrics = ck.metrics(from);
                      Progress bar = Progress.start("step3", steps, first - 1, log)) {
-                    for (long i = first; i <= steps; i++) {
-                        double actorLr = actorOpt.lr(), criticLr = criticOpt.lr();
-                        long skipped = actorOpt.skippedSteps() + criticOpt.skippedSteps(), t0 = System.nanoTime();
-                        double unsupLoss = Double.NaN;
-                        int tokens;
-                        LmBatch u = unsup != null ? unsup.next() : null;
-                        try (Experience exp = trainer.generateExperience(batches.next())) {
-                            tokens = tokens(exp.attentionMask().toIntArray());
-                            // DS-Chat's loop: per PPO epoch over the (one) minibatch, the PPO step, the mixture step,
-                            // then the EMA update
+                    // DS-Chat's MiniDataset: generation_batches experiences are gathered, then each PPO epoch
+                    // trains on every one of them (with its mixture batch) and reshuffles them. A checkpoint is only
+                    // taken with none pending, so it never has to carry experiences.
+                    int g = s.generationBatches();
+                    List<Experience> pending = new ArrayList<>();
+                    List<LmBatch> pendingUnsup = new ArrayList<>();
+                    boolean saveDue = false;
+                    long t0 = System.nanoTime(), tokens = 0;
+                    try {
+                        for (long i = first; i <= steps; i++) {
+                            if (pending.isEmpty()) {
+                                t0 = System.nanoTime();
+                                tokens = 0;
+                            }
+                            double actorLr = actorOpt.lr(), criticLr = criticOpt.lr();
+                            long skipped = actorOpt.skippedSteps() + criticOpt.skippedSteps();
+                            pendingUnsup.add(unsup != null ? unsup.next() : null);
+                            Experience exp = trainer.generateExperience(batches.next());
+                            pending.add(exp);
+                            tokens += tokens(exp.attentionMask().toIntArray());
+                            if (pending.size() < g) {
+                                bar.step(i, String.format(Locale.ROOT, "generated %d of %d experience batches",
+                                        pending.size(), g));
+                                saveDue |= ck.due(i, steps);
+                                if (i == steps) { // the leftover batches are dropped; the stage still ends saved
+                                    for (Experience x : pending) x.close();
+                                    pending.clear();
+                                    pendingUnsup.clear();
+                                    if (saveDue) {
+                                        ObjectNode state = JSON.createObjectNode();
+                                        state.set("last", losses(last));
+                                        state.put("elapsed_s", elapsed0 + bar.elapsed());
+                                        ck.save(i, steps, saved, state, metrics);
+                                    }
+                                }
+                                continue;
+                            }
+                            double unsupLoss = Double.NaN;
+                            java.util.Random shuffle = new java.util.Random(s.data().seed() * 31 + i);
                             for (int e = 0; e < s.ppoEpochs(); e++) {
-                                last = trainer.trainRlhf(exp);
-                                if (u != null) unsupLoss = trainer.trainUnsupervised(u);
-                                trainer.updateEma();
+                                for (int j = 0; j < pending.size(); j++) {
+                                    last = trainer.trainRlhf(pending.get(j));
+                                    if (pendingUnsup.get(j) != null)
+                                        unsupLoss = trainer.trainUnsupervised(pendingUnsup.get(j));
+                                    trainer.updateEma();
+                                }
+                                java.util.Collections.shuffle(pending, shuffle);
+                                java.util.Collections.shuffle(pendingUnsup, shuffle);
+                            }
+                            for (Experience x : pending) x.close();
+                            pending.clear();
+                            pendingUnsup.clear();
+                            double tps = tokens / ((System.nanoTime() - t0) / 1e9);
+                            metrics.log(line(skips(log, "step 3", i, skipped, actorOpt, criticOpt), "step", i,
+                                    "actor_loss", last.actorLoss(), "critic_loss", last.criticLoss(), "reward",
+                                    last.averageReward(), "kl", last.kl(), "answer_length", last.answerLength(),
+                                    "unsup_loss", unsupLoss, "actor_lr", actorLr, "critic_lr", criticLr,
+                                    "tokens_per_s", tps, "elapsed_s", elapsed0 + bar.elapsed()));
+                            bar.step(i, String.format(Locale.ROOT,
+                                    "reward %.3f kl %.4f actor %.4f critic %.4f len %.1f %.0f tok/s",
+                                    last.averageReward(), last.kl(), last.actorLoss(), last.criticLoss(),
+                                    last.answerLength(), tps));
+                            if (saveDue || ck.due(i, steps)) {
+                                saveDue = false;
+                                ObjectNode state = JSON.createObjectNode();
+                                state.set("last", losses(last));
+                                state.put("elapsed_s", elapsed0 + bar.elapsed());
+                                ck.save(i, steps, saved, state, metrics);
                             }
                         }
-                        double tps = tokens / ((System.nanoTime() - t0) / 1e9);
-                        metrics.log(line(skips(log, "step 3", i, skipped, actorOpt, criticOpt), "step", i,
-                                "actor_loss", last.actorLoss(), "critic_loss", last.criticLoss(), "reward",
-                                last.averageReward(), "kl", last.kl(), "answer_length", last.answerLength(),
-                                "unsup_loss", unsupLoss, "actor_lr", actorLr, "critic_lr", criticLr, "tokens_per_s",
-                                tps, "elapsed_s", elapsed0 + bar.elapsed()));
-                        bar.step(i, String.format(Locale.ROOT,
-                                "reward %.3f kl %.4f actor %.4f critic %.4f len %.1f %.0f tok/s", last.averageReward(),
-                                last.kl(), last.actorLoss(), last.criticLoss(), last.answerLength(), tps));
-                        if (ck.due(i, steps)) {
-                            ObjectNode state = JSON.createObjectNode();
-                            state.set("last", losses(last));
-                            state.put("elapsed_s", elapsed0 + bar.elapsed());
-                            ck.save(i, steps, saved, state, metrics);
-                        }
+                    } finally {
+                        for (Experience x : pending) x.close();
                     }
                 }
                 skippedSteps = actorOpt.skippedSteps() + criticOpt.skippedSteps();
@@ -640,6 +811,14 @@ public final class Stages {
             log.flush();
             return new PpoResult(last, steps, actorOut, criticOut, emaOut, skippedSteps);
         }
+    }
+
+    /** Refuses LoRA until the stages apply it (the flags parse; the adapters come with the LoRA layer). */
+    private static void requireNoLora(ModelOptions... options) {
+        for (ModelOptions o : options)
+            if (o.loraDim() > 0)
+                throw new UnsupportedOperationException("LoRA (--lora-dim / --actor-lora-dim / --critic-lora-dim) is "
+                        + "not available in the stages yet");
     }
 
     // ---- checkpoint and metrics helpers ----------------------------------------------------------------------------

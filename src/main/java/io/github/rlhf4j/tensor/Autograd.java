@@ -57,6 +57,70 @@ public final class Autograd {
         }
     }
 
+    /**
+     * Re-enables recording on this thread until the returned guard closes, whatever {@link #noGrad} guards are open
+     * (gradient checkpointing re-runs a forward inside a backward pass, which runs under noGrad).
+     */
+    static GradOn enableGrad() {
+        int[] d = DISABLED.get();
+        GradOn g = new GradOn(d, d[0]);
+        d[0] = 0;
+        return g;
+    }
+
+    /** Guard returned by {@link #enableGrad()}: restores the noGrad depth it found. */
+    record GradOn(int[] counter, int saved) implements AutoCloseable {
+        @Override
+        public void close() {
+            counter[0] = saved;
+        }
+    }
+
+    /**
+     * Gradient checkpointing (torch.utils.checkpoint): runs {@code fn} on {@code inputs} without recording and keeps
+     * only its inputs and output; the backward pass runs {@code fn} again with recording on and back-propagates
+     * through that second graph. The activations inside {@code fn} (a transformer layer's attention, MLP, norms) then
+     * live only while that layer's backward runs, instead of from the forward to the backward: memory of one layer's
+     * activations instead of all of them, for one more forward per layer.
+     *
+     * <p>{@code fn} must compute the same thing both times: a caller with dropout replays the same masks (see
+     * {@code Transformer}). Tensors {@code fn} captures instead of taking as inputs (masks, positions, parameters)
+     * must not be modified before the backward; parameters captured this way still get their gradients, through
+     * the recomputed graph. Without recording enabled, it is just {@code fn.apply(inputs)}.
+     */
+    public static Tensor checkpoint(String name, java.util.function.Function<Tensor[], Tensor> fn, Tensor... inputs) {
+        if (!isEnabled()) return fn.apply(inputs);
+        Scope parent = Scope.current();
+        Tensor out;
+        // the first forward's activations die with this scope; only the output moves to the caller's scope
+        try (NoGrad ignored = noGrad(); Scope tmp = Scope.open(parent.device())) {
+            out = fn.apply(inputs);
+            if (out.storage.owner == tmp) parent.adopt(out);
+        }
+        // a fresh tensor over the output's memory: a view of an input must not take the input's place in the graph
+        out = out.detach();
+        return record("checkpoint(" + name + ")", out, inputs.clone(), (gradOut, grads) -> {
+            Tensor[] again = new Tensor[inputs.length];
+            for (int i = 0; i < inputs.length; i++) {
+                if (inputs[i] == null) continue;
+                again[i] = inputs[i].detach();
+                if (grads.needs(i)) again[i].requiresGrad(true);
+            }
+            Tensor recomputed;
+            try (GradOn on = enableGrad()) {
+                recomputed = fn.apply(again);
+            }
+            if (!recomputed.requiresGrad()) return; // nothing inside needs a gradient
+            for (int i = 0; i < inputs.length; i++) {
+                Target t = grads.target(i);
+                if (t == null) continue;
+                if (!t.accumulate()) t.dst().fill(0);
+                again[i].setGrad(t.dst());
+            }
+            backward(recomputed, gradOut, false);
+        });
+    }
+
     /** True when an op with these inputs must record a node. */
     static boolean needsGrad(Tensor... inputs) {
         if (!isEnabled()) return false;
