@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.Rlhf4j;
+import io.github.rlhf4j.nn.Lora;
 import io.github.rlhf4j.nn.Module;
 import io.github.rlhf4j.nn.Parameter;
 import io.github.rlhf4j.nn.ParameterStore;
@@ -24,6 +25,8 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.BiFunction;
+import java.util.function.Consumer;
 import java.util.stream.Stream;
 
 /**
@@ -63,9 +66,20 @@ public final class HfModel implements AutoCloseable {
 
     /** As {@link #load(Path, Device, DType)}; {@code trainable} false loads for inference only (no gradients). */
     public static HfModel load(Path dir, Device device, DType dtype, boolean trainable) {
+        return load(dir, device, dtype, trainable, m -> {});
+    }
+
+    /**
+     * As {@link #load(Path, Device, DType, boolean)}, with {@code beforeAllocation} run on the built model before its
+     * parameters are laid out: where LoRA adapters go in ({@code lora::applyTo} of a {@link Lora.Config}). Adapters
+     * the directory does not hold keep their initialisation (a fresh adapter leaves the output unchanged).
+     */
+    public static HfModel load(Path dir, Device device, DType dtype, boolean trainable,
+                               Consumer<? super CausalLM> beforeAllocation) {
         ConfigJson json = ConfigJson.read(dir.resolve("config.json"));
         ModelConfig config = Models.config(json);
         CausalLM model = CausalLM.of(config);
+        beforeAllocation.accept(model);
         ParameterStore store = ParameterStore.allocate(model, device, dtype, 0, trainable);
         try {
             loadWeights(model, config.basePrefix(), dir, Set.of());
@@ -84,8 +98,19 @@ public final class HfModel implements AutoCloseable {
 
     /** As {@link #random(ConfigJson, Device, DType, long)}; {@code trainable} false: no gradient buffers. */
     public static HfModel random(ConfigJson config, Device device, DType dtype, long seed, boolean trainable) {
+        return random(config, device, dtype, seed, trainable, m -> {});
+    }
+
+    /**
+     * As {@link #random(ConfigJson, Device, DType, long, boolean)}, with {@code beforeAllocation} run on the built
+     * model before its parameters are laid out (LoRA). The initial weights then differ from those of a model without
+     * adapters and the same seed: each parameter's random stream starts at its offset in the layout.
+     */
+    public static HfModel random(ConfigJson config, Device device, DType dtype, long seed, boolean trainable,
+                                 Consumer<? super CausalLM> beforeAllocation) {
         ModelConfig c = Models.config(config);
         CausalLM model = CausalLM.of(c);
+        beforeAllocation.accept(model);
         return new HfModel(null, config, model, ParameterStore.allocate(model, device, dtype, seed, trainable));
     }
 
@@ -130,8 +155,9 @@ public final class HfModel implements AutoCloseable {
      * {@code prefix.x} also matches a checkpoint tensor {@code x} or {@code rwtranrsformer.x} (and
      * {@code rwtranrsformer.x} matches {@code prefix.x} and {@code x}), so causal-LM, base-model and reward-model
      * checkpoints load into each other. Parameters in {@code mayBeMissing} (a fresh v_head) keep their
-     * initialisation; any other missing one fails, naming it. Checkpoint tensors that no parameter takes fail too,
-     * except transformers' buffers and heads the model does not have (a tied lm_head, a v_head), which are skipped.
+     * initialisation; so do LoRA adapters ({@link Lora}), which a Hugging Face directory does not hold. Any other
+     * missing parameter fails, naming it. Checkpoint tensors that no parameter takes fail too, except transformers'
+     * buffers and heads the model does not have (a tied lm_head, a v_head), which are skipped.
      */
     public static LoadReport loadWeights(Module model, String basePrefix, Path dir, Set<String> mayBeMissing) {
         try (Checkpoint ckpt = Checkpoint.open(dir)) {
@@ -147,7 +173,7 @@ public final class HfModel implements AutoCloseable {
                             break;
                         }
                     if (found == null) {
-                        if (mayBeMissing.contains(e.getKey())) {
+                        if (mayBeMissing.contains(e.getKey()) || Lora.isLoraParameter(e.getKey())) {
                             missing.add(e.getKey());
                             continue;
                         }
@@ -161,6 +187,10 @@ public final class HfModel implements AutoCloseable {
             }
             List<String> skipped = new ArrayList<>();
             for (String name : unused) {
+                if (Lora.isLoraParameter(name))
+                    throw new ModelFormatException(ckpt.describe() + ": tensor '" + name + "' is a LoRA adapter that "
+                            + "this " + model.getClass().getSimpleName() + " does not have; apply LoRA with the same "
+                            + "module name and dim before loading");
                 if (!skippable(name))
                     throw new ModelFormatException(ckpt.describe() + ": tensor '" + name + "' is not a parameter of "
                             + "this " + model.getClass().getSimpleName() + " (wrong model_type or config?)");
@@ -270,6 +300,11 @@ public final class HfModel implements AutoCloseable {
      * dtype field updated), and the tokenizer and generation files of {@code sideFilesFrom} (may be null) to
      * {@code out}. The directory is built beside {@code out} and renamed into place, so {@code out} is never seen
      * half-written; an existing {@code out} is replaced.
+     *
+     * <p>LoRA adapters are fused into their weights and not written, as DeepSpeed-Chat saves
+     * (convert_lora_to_linear_layer, then save_hf_format drops the {@code lora} keys): the files hold exactly the
+     * tensors transformers expects. The fused weights are computed one at a time for the file; the model is not
+     * changed.
      */
     public static void save(Module model, ConfigJson config, Path out, Path sideFilesFrom, DType dtype,
                             long maxShardBytes) {
@@ -283,7 +318,9 @@ public final class HfModel implements AutoCloseable {
             List<Map<String, Tensor>> shards = new ArrayList<>();
             Map<String, Tensor> current = new LinkedHashMap<>();
             long bytes = 0, total = 0;
+            Map<String, Lora.Adapter> fused = Lora.adaptedWeights(model);
             for (Map.Entry<String, Parameter> e : model.namedParameters().entrySet()) {
+                if (!fused.isEmpty() && Lora.isLoraParameter(e.getKey())) continue;
                 Tensor t = e.getValue().value();
                 long b = t.numel() * dtype.size;
                 if (!current.isEmpty() && bytes + b > maxShardBytes) {
@@ -299,15 +336,17 @@ public final class HfModel implements AutoCloseable {
             // a fixed order (Map.of's changes from JVM to JVM): the same weights give the same bytes
             Map<String, String> meta = new java.util.TreeMap<>(Map.of("format", "pt", "producer",
                     "rlhf4j " + Rlhf4j.version()));
+            BiFunction<String, Tensor, Tensor> content = fused.isEmpty() ? null
+                    : (name, t) -> fused.containsKey(name) ? fused.get(name).fusedWeight() : t;
             if (shards.size() == 1) {
-                Safetensors.write(tmp.resolve("model.safetensors"), shards.get(0), dtype, meta);
+                Safetensors.write(tmp.resolve("model.safetensors"), shards.get(0), dtype, meta, content);
             } else {
                 ObjectNode index = JSON.createObjectNode();
                 index.putObject("metadata").put("total_size", total);
                 ObjectNode map = index.putObject("weight_map");
                 for (int i = 0; i < shards.size(); i++) {
                     String name = String.format("model-%05d-of-%05d.safetensors", i + 1, shards.size());
-                    Safetensors.write(tmp.resolve(name), shards.get(i), dtype, meta);
+                    Safetensors.write(tmp.resolve(name), shards.get(i), dtype, meta, content);
                     for (String n : shards.get(i).keySet()) map.put(n, name);
                 }
                 Files.write(tmp.resolve("model.safetensors.index.json"), JSON.writeValueAsBytes(index));

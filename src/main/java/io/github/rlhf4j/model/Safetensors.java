@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.runtime.DType;
+import io.github.rlhf4j.tensor.Scope;
 import io.github.rlhf4j.tensor.Tensor;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -23,6 +24,7 @@ import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.BiFunction;
 
 /**
  * One safetensors file, memory-mapped with FFM: tensors are read straight from the mapping into device memory, never
@@ -219,6 +221,16 @@ public final class Safetensors implements AutoCloseable {
      */
     public static void write(Path file, Map<String, Tensor> tensors, DType dtype, Map<String, String> metadata)
             throws IOException {
+        write(file, tensors, dtype, metadata, null);
+    }
+
+    /**
+     * As {@link #write(Path, Map, DType, Map)}, each tensor's bytes taken from {@code content.apply(name, tensor)}
+     * (same shape and dtype) when that is not null: a tensor computed for the file alone (a LoRA weight fused for a
+     * Hugging Face save) lives in a scope of its own while it is copied, so at most one exists at a time.
+     */
+    public static void write(Path file, Map<String, Tensor> tensors, DType dtype, Map<String, String> metadata,
+                             BiFunction<String, Tensor, Tensor> content) throws IOException {
         ObjectNode header = JSON.createObjectNode();
         if (metadata != null && !metadata.isEmpty()) {
             ObjectNode m = header.putObject("__metadata__");
@@ -254,9 +266,21 @@ public final class Safetensors implements AutoCloseable {
             MemorySegment.copy(MemorySegment.ofArray(json), 0, out, 8, json.length);
             out.asSlice(8 + json.length, padded - json.length).fill((byte) ' ');
             int i = 0;
-            for (Tensor t : tensors.values()) {
+            for (var e : tensors.entrySet()) {
                 long[] span = spans.get(i);
-                t.copyToHost(out.asSlice(8 + padded + span[0], span[1]), types.get(i));
+                MemorySegment dst = out.asSlice(8 + padded + span[0], span[1]);
+                Tensor t = e.getValue();
+                if (content == null) {
+                    t.copyToHost(dst, types.get(i));
+                } else {
+                    try (Scope s = Scope.open(t.device())) {
+                        Tensor c = content.apply(e.getKey(), t);
+                        if (!Arrays.equals(c.shape(), t.shape()) || c.dtype() != t.dtype())
+                            throw new IllegalArgumentException(file + ": tensor '" + e.getKey() + "' to write is "
+                                    + c.describe() + ", not " + t.describe());
+                        c.copyToHost(dst, types.get(i));
+                    }
+                }
                 i++;
             }
             out.force();

@@ -63,6 +63,22 @@ public abstract class Module {
         for (var e : children.entrySet()) e.getValue().collect(prefix + e.getKey() + ".", out);
     }
 
+    /**
+     * This module and every module below it by dotted name relative to this one ({@code ""} for itself), in torch's
+     * named_modules order (a module before its children).
+     */
+    public final Map<String, Module> namedModules() {
+        LinkedHashMap<String, Module> out = new LinkedHashMap<>();
+        collectModules("", out);
+        return out;
+    }
+
+    private void collectModules(String name, Map<String, Module> out) {
+        out.put(name, this);
+        for (var e : children.entrySet())
+            e.getValue().collectModules(name.isEmpty() ? e.getKey() : name + "." + e.getKey(), out);
+    }
+
     public final long parameterCount() {
         long n = 0;
         for (Parameter p : namedParameters().values()) n += p.numel();

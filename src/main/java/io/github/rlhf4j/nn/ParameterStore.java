@@ -146,31 +146,48 @@ public final class ParameterStore implements AutoCloseable {
         }
     }
 
-    /** A contiguous range of the flat buffers whose parameters share a weight-decay setting. */
-    public record Range(long start, long end, boolean decay) {}
+    /**
+     * A contiguous range of the flat buffers whose parameters share a weight-decay setting and a learning rate: the
+     * optimizer's ({@code ownLr} false) or a group's own (DS-Chat's LoRA group, {@code lora_lr}).
+     */
+    public record Range(long start, long end, boolean decay, boolean ownLr) {
+        public Range(long start, long end, boolean decay) {
+            this(start, end, decay, false);
+        }
+    }
 
     /**
      * The flat buffers cut into maximal runs of parameters that do ({@code decay}) or do not take weight decay, for
      * optimizers that treat the groups differently; frozen parameters are left out.
      */
     public List<Range> ranges(Predicate<String> noDecay) {
+        return ranges(noDecay, name -> false);
+    }
+
+    /**
+     * As {@link #ranges(Predicate)}, with the parameters {@code ownLr} picks cut apart as well ({@link Range#ownLr}):
+     * DS-Chat's three groups come from {@code ranges(dsChatNoDecay, n -> Lora.isLoraParameter(n) &&
+     * !dsChatNoDecay(n))}.
+     */
+    public List<Range> ranges(Predicate<String> noDecay, Predicate<String> ownLr) {
         List<Range> out = new ArrayList<>();
         long start = -1, end = -1;
-        boolean decay = false;
+        boolean decay = false, own = false;
         for (Entry e : entries) {
             if (e.parameter().isFrozen()) continue;
-            boolean d = !noDecay.test(e.name());
+            boolean d = !noDecay.test(e.name()), o = ownLr.test(e.name());
             long s = e.offset(), t = e.offset() + (e.numel() + ALIGN - 1) / ALIGN * ALIGN;
-            if (start >= 0 && d == decay && s == end) {
+            if (start >= 0 && d == decay && o == own && s == end) {
                 end = t;
             } else {
-                if (start >= 0) out.add(new Range(start, end, decay));
+                if (start >= 0) out.add(new Range(start, end, decay, own));
                 start = s;
                 end = t;
                 decay = d;
+                own = o;
             }
         }
-        if (start >= 0) out.add(new Range(start, end, decay));
+        if (start >= 0) out.add(new Range(start, end, decay, own));
         return out;
     }
 

@@ -1,5 +1,6 @@
 package io.github.rlhf4j.optim;
 
+import io.github.rlhf4j.nn.Lora;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.runtime.DType;
 import io.github.rlhf4j.tensor.InPlace;
@@ -36,8 +37,25 @@ public final class AdamW implements AutoCloseable {
         }
     }
 
-    /** A flat run of parameters and their gradients (1-d F32 views) with its weight decay. */
-    public record Group(Tensor params, Tensor grads, double weightDecay) {}
+    /**
+     * A flat run of parameters and their gradients (1-d F32 views) with its weight decay and its own base learning
+     * rate {@code lr}, or NaN to take the optimizer's (torch's param_groups: a group's "lr" overrides the default).
+     */
+    public record Group(Tensor params, Tensor grads, double weightDecay, double lr) {
+        public Group {
+            if (!(Double.isNaN(lr) || lr >= 0))
+                throw new IllegalArgumentException("group lr = " + lr + " must be >= 0 (or NaN: the optimizer's)");
+        }
+
+        /** A group at the optimizer's learning rate. */
+        public Group(Tensor params, Tensor grads, double weightDecay) {
+            this(params, grads, weightDecay, Double.NaN);
+        }
+
+        public boolean hasOwnLr() {
+            return !Double.isNaN(lr);
+        }
+    }
 
     private final Config config;
     private final List<Group> groups;
@@ -58,20 +76,39 @@ public final class AdamW implements AutoCloseable {
     }
 
     /**
-     * AdamW over a model's store, in DeepSpeed-Chat's two groups: weight decay for all but the parameters its name
-     * rule exempts, biases and most norm weights ({@link ParameterStore#dsChatNoDecay}); frozen parameters are left
-     * out.
+     * AdamW over a model's store in DeepSpeed-Chat's groups (get_optimizer_grouped_parameters): weight decay for all
+     * but the parameters its name rule exempts, biases and most norm weights ({@link ParameterStore#dsChatNoDecay});
+     * LoRA adapters, if any, at DS-Chat's default LoRA learning rate ({@link Lora#DEFAULT_LR}); frozen parameters
+     * are left out.
      */
     public static AdamW forStore(ParameterStore store, Config config) {
-        return forStore(store, config, ParameterStore::dsChatNoDecay);
+        return forStore(store, config, Lora.DEFAULT_LR);
     }
 
+    /**
+     * DeepSpeed-Chat's three groups: decayed parameters at the optimizer's learning rate, decayed LoRA adapters
+     * ({@link Lora#isLoraParameter}) at {@code loraLr}, and the no-decay parameters (adapters among them, should a
+     * name rule catch one) at the optimizer's rate without decay. Without adapters, the two groups of
+     * {@link #forStore(ParameterStore, Config, Predicate)}.
+     */
+    public static AdamW forStore(ParameterStore store, Config config, double loraLr) {
+        Predicate<String> noDecay = ParameterStore::dsChatNoDecay;
+        return forStore(store, config, store.ranges(noDecay, n -> Lora.isLoraParameter(n) && !noDecay.test(n)),
+                loraLr);
+    }
+
+    /** Two groups by {@code noDecay}, every one at the optimizer's learning rate. */
     public static AdamW forStore(ParameterStore store, Config config, Predicate<String> noDecay) {
+        return forStore(store, config, store.ranges(noDecay), Double.NaN);
+    }
+
+    private static AdamW forStore(ParameterStore store, Config config, List<ParameterStore.Range> ranges,
+                                  double ownLr) {
         List<Group> groups = new ArrayList<>();
-        for (ParameterStore.Range r : store.ranges(noDecay)) {
+        for (ParameterStore.Range r : ranges) {
             int s = (int) r.start(), e = (int) r.end();
             groups.add(new Group(store.data().slice(0, s, e), store.grad().slice(0, s, e),
-                    r.decay() ? config.weightDecay() : 0.0));
+                    r.decay() ? config.weightDecay() : 0.0, r.ownLr() ? ownLr : Double.NaN));
         }
         return new AdamW(groups, config);
     }
@@ -101,15 +138,35 @@ public final class AdamW implements AutoCloseable {
 
     /**
      * One step at learning rate {@code lr} (a schedule's value), with the gradients multiplied by {@code gradScale}
-     * first (a clipping coefficient, or 1 / loss scale).
+     * first (a clipping coefficient, or 1 / loss scale). A group with its own learning rate steps at that rate
+     * times {@code lr / config().lr()}, the same schedule factor.
      */
     public void step(double lr, double gradScale) {
+        double factor = config.lr() > 0 ? lr / config.lr() : 0.0;
+        step(g -> g.hasOwnLr() ? g.lr() * factor : lr, gradScale);
+    }
+
+    /**
+     * One step with every group at its base learning rate (its own, or the optimizer's) times {@code factor}: a
+     * schedule's factor applied as LambdaLR applies it to each param group (DeepSpeed-Chat's get_scheduler).
+     */
+    public void stepScheduled(double factor, double gradScale) {
+        step(g -> (g.hasOwnLr() ? g.lr() : config.lr()) * factor, gradScale);
+    }
+
+    /** The base learning rate of group {@code i}: its own, or the optimizer's. */
+    public double baseLr(int i) {
+        Group g = groups.get(i);
+        return g.hasOwnLr() ? g.lr() : config.lr();
+    }
+
+    private void step(java.util.function.ToDoubleFunction<Group> lrOf, double gradScale) {
         step++;
         for (int i = 0; i < groups.size(); i++) {
             Group g = groups.get(i);
             Tensor[] mv = moments.get(i);
-            InPlace.adamw(g.params(), g.grads(), mv[0], mv[1], lr, config.beta1(), config.beta2(), config.eps(),
-                    g.weightDecay(), step, gradScale, null);
+            InPlace.adamw(g.params(), g.grads(), mv[0], mv[1], lrOf.applyAsDouble(g), config.beta1(), config.beta2(),
+                    config.eps(), g.weightDecay(), step, gradScale, null);
         }
     }
 

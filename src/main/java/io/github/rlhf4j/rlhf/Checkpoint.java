@@ -9,6 +9,7 @@ import io.github.rlhf4j.model.ConfigJson;
 import io.github.rlhf4j.model.HfModel;
 import io.github.rlhf4j.model.ModelFormatException;
 import io.github.rlhf4j.model.Safetensors;
+import io.github.rlhf4j.nn.Lora;
 import io.github.rlhf4j.nn.Module;
 import io.github.rlhf4j.optim.AdamW;
 import io.github.rlhf4j.runtime.DType;
@@ -41,6 +42,11 @@ import java.util.stream.Stream;
  * version, the stage, the step, the settings a resumed run must share, the counters and positions (data position,
  * optimizer steps, schedule position, RNG counters), and the size of every tensor file.
  *
+ * <p>A model with LoRA adapters ({@link Lora}) is saved as a Hugging Face folder like any other, its adapters fused
+ * into their weights; beside it, {@code <model>/lora.safetensors} ({@link #LORA_STATE}) holds the exact state of its
+ * LoRA layers, each unfused weight and both adapter matrices under their parameter names, so that a resumed run
+ * goes on from the very same parameters (the fused weights cannot be split back exactly).
+ *
  * <p>A checkpoint is written into a hidden sibling folder, its manifest last, every file and the folder forced to
  * disk, then renamed into place: a folder named {@code checkpoint-<step>} is complete, or was damaged afterwards,
  * which {@link #open} and the {@code verify} methods detect (no manifest, a file missing or of another size, a
@@ -51,6 +57,8 @@ public final class Checkpoint {
     /** The manifest's {@code format_version}; a checkpoint of another version is refused. */
     public static final int FORMAT_VERSION = 1;
     public static final String MANIFEST = "manifest.json", RESULT = "result.json";
+    /** The file of a model folder that holds its LoRA layers' unfused weights and adapters. */
+    public static final String LORA_STATE = "lora.safetensors";
     private static final String PREFIX = "checkpoint-";
     private static final Pattern NAME = Pattern.compile("checkpoint-(\\d+)");
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
@@ -195,14 +203,20 @@ public final class Checkpoint {
         return v == null ? "unset" : "'" + v + "'";
     }
 
-    /** Checks that model folder {@code name} holds every parameter of {@code model} with its shape. */
+    /**
+     * Checks that model folder {@code name} holds every parameter of {@code model} with its shape (a LoRA layer's
+     * weight and adapters in {@link #LORA_STATE}, which must then be there).
+     */
     public void verifyModel(String name, Module model) {
-        try (Safetensors st = Safetensors.open(dir.resolve(name).resolve("model.safetensors"))) {
+        java.util.Set<String> owned = loraOwned(model);
+        try (Safetensors st = Safetensors.open(dir.resolve(name).resolve("model.safetensors"));
+             Safetensors ls = loraState(name, model)) {
             for (var e : model.namedParameters().entrySet()) {
-                Safetensors.Entry t = st.entries().get(e.getKey());
-                if (t == null) throw new DamagedException(st.file() + ": no tensor '" + e.getKey() + "'");
+                Safetensors in = owned.contains(e.getKey()) ? ls : st;
+                Safetensors.Entry t = in.entries().get(e.getKey());
+                if (t == null) throw new DamagedException(in.file() + ": no tensor '" + e.getKey() + "'");
                 if (!Arrays.equals(t.shape(), e.getValue().shape()) || !t.dtype().equals("F32"))
-                    throw new DamagedException(st.file() + ": tensor '" + e.getKey() + "' is " + t.dtype()
+                    throw new DamagedException(in.file() + ": tensor '" + e.getKey() + "' is " + t.dtype()
                             + Arrays.toString(t.shape()) + ", not F32" + Arrays.toString(e.getValue().shape()));
             }
         } catch (ModelFormatException e) {
@@ -210,12 +224,40 @@ public final class Checkpoint {
         }
     }
 
-    /** Loads model folder {@code name} into {@code model}'s parameters (checked first by {@link #verifyModel}). */
+    /**
+     * Loads model folder {@code name} into {@code model}'s parameters (checked first by {@link #verifyModel}): its
+     * LoRA layers from {@link #LORA_STATE}, every other parameter from the Hugging Face weights.
+     */
     public void loadModel(String name, Module model) {
         try (Safetensors st = Safetensors.open(dir.resolve(name).resolve("model.safetensors"));
+             Safetensors ls = loraState(name, model);
              Autograd.NoGrad ignored = Autograd.noGrad()) {
-            for (var e : model.namedParameters().entrySet()) st.read(e.getKey(), e.getValue().value());
+            java.util.Set<String> owned = loraOwned(model);
+            for (var e : model.namedParameters().entrySet())
+                (owned.contains(e.getKey()) ? ls : st).read(e.getKey(), e.getValue().value());
         }
+    }
+
+    /** The model folder's LoRA state, or null when {@code model} has no adapters. */
+    private Safetensors loraState(String name, Module model) {
+        if (Lora.adapters(model).isEmpty()) return null;
+        Path f = dir.resolve(name).resolve(LORA_STATE);
+        if (!Files.isRegularFile(f))
+            throw new DamagedException(dir.resolve(name) + ": no " + LORA_STATE + ", but the model has LoRA adapters "
+                    + "(was the checkpoint written without LoRA? resume with the same LoRA settings)");
+        return Safetensors.open(f);
+    }
+
+    /** The parameters a LoRA checkpoint keeps in {@link #LORA_STATE}: each adapted weight and its adapters. */
+    private static java.util.Set<String> loraOwned(Module model) {
+        java.util.Set<String> out = new java.util.LinkedHashSet<>();
+        for (var e : Lora.adapters(model).entrySet()) {
+            String p = e.getKey().isEmpty() ? "" : e.getKey() + ".";
+            out.add(p + "weight");
+            out.add(p + Lora.RIGHT);
+            out.add(p + Lora.LEFT);
+        }
+        return out;
     }
 
     /** Checks that {@code optimizer/<name>.safetensors} holds both moments of every group of {@code opt}. */
@@ -321,9 +363,24 @@ public final class Checkpoint {
             return tmp;
         }
 
-        /** A model as a Hugging Face folder {@code name} (F32, one file), with the tokenizer files of {@code sideFiles}. */
+        /**
+         * A model as a Hugging Face folder {@code name} (F32, one file), with the tokenizer files of
+         * {@code sideFiles}; with LoRA adapters, their layers' exact state in {@link #LORA_STATE} as well.
+         */
         public void model(String name, Module model, ConfigJson config, Path sideFiles) {
             HfModel.save(model, config, tmp.resolve(name), sideFiles, DType.F32, Long.MAX_VALUE);
+            java.util.Set<String> owned = loraOwned(model);
+            if (owned.isEmpty()) return;
+            Map<String, Tensor> raw = new LinkedHashMap<>();
+            Map<String, io.github.rlhf4j.nn.Parameter> params = model.namedParameters();
+            for (String n : owned) raw.put(n, params.get(n).value());
+            try {
+                Safetensors.write(tmp.resolve(name).resolve(LORA_STATE), raw, DType.F32,
+                        Map.of("format", "rlhf4j-lora"));
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot write LoRA state to " + tmp.resolve(name) + ": "
+                        + e.getMessage(), e);
+            }
         }
 
         /** An optimizer's moments, {@code optimizer/<name>.safetensors}; its counters go in the state. */

@@ -1,5 +1,6 @@
 package io.github.rlhf4j.rlhf;
 
+import io.github.rlhf4j.nn.Lora;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.optim.AdamW;
 import io.github.rlhf4j.optim.GradClip;
@@ -8,8 +9,10 @@ import io.github.rlhf4j.tensor.InPlace;
 
 /**
  * A trained model's optimizer side, as a DeepSpeed engine holds it: the flat parameters and gradients, AdamW over
- * DeepSpeed-Chat's two weight-decay groups, a learning-rate schedule, and gradient clipping by global norm (DS-Chat's
- * DeepSpeed config clips at 1.0). {@link #step} clips, steps at the scheduled rate and zeroes the gradients.
+ * DeepSpeed-Chat's weight-decay groups (and its LoRA group, at its own learning rate, when the model has
+ * {@link Lora} adapters), a learning-rate schedule whose factor scales every group's base rate, and gradient clipping
+ * by global norm (DS-Chat's DeepSpeed config clips at 1.0). {@link #step} clips, steps at the scheduled rates and
+ * zeroes the gradients. Frozen parameters (LoRA base weights) are in no group and keep a zero gradient.
  *
  * <p>A NaN or Inf in a loss ({@link #acceptLoss}) or a gradient stops the step with an {@link ArithmeticException}
  * naming the step and the tensor, before any weight changes; with {@link #skipNonFiniteSteps} on, the step is skipped
@@ -17,12 +20,21 @@ import io.github.rlhf4j.tensor.InPlace;
  * fp16 step) and counted in {@link #skippedSteps}.
  */
 public final class Optimized implements AutoCloseable {
-    /** The settings of one model's optimizer. */
-    public record Settings(double lr, double weightDecay, LrSchedule schedule, double maxGradNorm) {
+    /**
+     * The settings of one model's optimizer; {@code loraLr} is the base learning rate of the LoRA adapters
+     * (DS-Chat's {@code --lora_learning_rate} / {@code --actor_lora_learning_rate}), unused without adapters.
+     */
+    public record Settings(double lr, double weightDecay, LrSchedule schedule, double maxGradNorm, double loraLr) {
         public Settings {
             if (!(lr > 0)) throw new IllegalArgumentException("learning rate " + lr + " must be > 0");
             if (!(weightDecay >= 0)) throw new IllegalArgumentException("weight decay " + weightDecay + " must be >= 0");
             if (!(maxGradNorm > 0)) throw new IllegalArgumentException("max grad norm " + maxGradNorm + " must be > 0");
+            if (!(loraLr > 0)) throw new IllegalArgumentException("LoRA learning rate " + loraLr + " must be > 0");
+        }
+
+        /** With DS-Chat's default LoRA learning rate ({@link Lora#DEFAULT_LR}). */
+        public Settings(double lr, double weightDecay, LrSchedule schedule, double maxGradNorm) {
+            this(lr, weightDecay, schedule, maxGradNorm, Lora.DEFAULT_LR);
         }
     }
 
@@ -37,7 +49,8 @@ public final class Optimized implements AutoCloseable {
     public Optimized(ParameterStore store, Settings settings) {
         this.store = store;
         this.settings = settings;
-        this.adamw = AdamW.forStore(store, AdamW.Config.dsChat(settings.lr(), settings.weightDecay()));
+        this.adamw = AdamW.forStore(store, AdamW.Config.dsChat(settings.lr(), settings.weightDecay()),
+                settings.loraLr());
     }
 
     public ParameterStore store() {
@@ -56,6 +69,11 @@ public final class Optimized implements AutoCloseable {
     /** The learning rate the next step uses. */
     public double lr() {
         return settings.schedule().lr(settings.lr(), adamw.stepCount());
+    }
+
+    /** The LoRA adapters' learning rate the next step uses (their base rate times the schedule's factor). */
+    public double loraLr() {
+        return settings.schedule().lr(settings.loraLr(), adamw.stepCount());
     }
 
     /** The global gradient norm before clipping of the last step. */
@@ -116,7 +134,9 @@ public final class Optimized implements AutoCloseable {
             return skip(why);
         }
         lastGradNorm = norm;
-        adamw.step(lr(), GradClip.coefficient(norm, settings.maxGradNorm()));
+        // each group at its base rate times the schedule's factor; the default groups exactly at lr()
+        adamw.stepScheduled(settings.schedule().factor(adamw.stepCount()),
+                GradClip.coefficient(norm, settings.maxGradNorm()));
         store.zeroGrad();
         return true;
     }

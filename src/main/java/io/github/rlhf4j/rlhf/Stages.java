@@ -26,6 +26,7 @@ import io.github.rlhf4j.model.ModelConfig;
 import io.github.rlhf4j.model.Models;
 import io.github.rlhf4j.model.RewardModel;
 import io.github.rlhf4j.model.Transformer;
+import io.github.rlhf4j.nn.Lora;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.optim.LrSchedule;
 import io.github.rlhf4j.runtime.DType;
@@ -189,6 +190,11 @@ public final class Stages {
             };
         }
 
+        /** The LoRA layer's settings for a model of {@code c} (dim 0: off). */
+        public Lora.Config lora(ModelConfig c) {
+            return loraDim == 0 ? Lora.Config.none() : new Lora.Config(loraDim, loraFilter(c), onlyOptimizeLora);
+        }
+
         public ModelOptions withGradientCheckpointing(boolean on) {
             return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, on);
         }
@@ -346,14 +352,14 @@ public final class Stages {
         if (done != null)
             return new SftResult(StageCheckpoints.getDouble(done, "perplexity"), done.path("steps").asLong(),
                     StageCheckpoints.getDouble(done, "last_loss"), s.out(), done.path("skipped_steps").asLong());
-        requireNoLora(s.options());
         Device dev = run.deviceOrCpu();
         DataSplit split = s.data().load();
+        ConfigJson modelJson = ConfigJson.read(s.model().resolve("config.json"));
+        Lora.Config lora = s.options().lora(Models.config(modelJson));
         try (Tokenizer tok = Tokenizer.load(s.model());
              HfModel hf = s.fromScratch()
-                     ? HfModel.random(ConfigJson.read(s.model().resolve("config.json")), dev, DType.F32,
-                             s.data().seed(), true)
-                     : HfModel.load(s.model(), dev, DType.F32, true)) {
+                     ? HfModel.random(modelJson, dev, DType.F32, s.data().seed(), true, lora::applyTo)
+                     : HfModel.load(s.model(), dev, DType.F32, true, lora::applyTo)) {
             TextEncoder enc = TextEncoder.dsChat(tok);
             SftSamples train = SftSamples.build(split.pairs(Phase.SFT, DataSplit.Part.TRAIN), enc, s.maxSeqLen());
             SftSamples eval = SftSamples.build(split.pairs(Phase.SFT, DataSplit.Part.EVAL), enc, s.maxSeqLen());
@@ -365,7 +371,7 @@ public final class Stages {
                     hf.parameters().parameterCount(), train.size(), steps);
             double ppl;
             try (Optimized opt = new Optimized(hf.parameters(), new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0))) {
+                    s.training().schedule(steps), 1.0, s.options().loraLr()))) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 SftTrainer trainer = new SftTrainer(hf.model(), opt);
                 Transformer base = hf.model().base();
@@ -452,12 +458,13 @@ public final class Stages {
                     StageCheckpoints.getDouble(done, "chosen_score"), StageCheckpoints.getDouble(done, "rejected_score"),
                     done.path("pairs").asInt()), done.path("steps").asLong(),
                     StageCheckpoints.getDouble(done, "last_loss"), s.out(), done.path("skipped_steps").asLong());
-        requireNoLora(s.options());
         Device dev = run.deviceOrCpu();
         DataSplit split = s.data().load();
         ConfigJson json = ConfigJson.read(s.model().resolve("config.json"));
         ModelConfig config = Models.config(json);
         RewardModel rm = RewardModel.of(config);
+        // DS-Chat keeps the value head trainable under --only-optimize-lora: a fresh v_head must learn
+        s.options().lora(config).applyTo(rm, List.of("v_head.weight"));
         try (Tokenizer tok = Tokenizer.load(s.model());
              ParameterStore store = ParameterStore.allocate(rm, dev, DType.F32, s.data().seed(), true)) {
             // a causal-LM directory gives the base model and leaves the v_head as initialised; a reward-model one all
@@ -474,7 +481,7 @@ public final class Stages {
                     store.parameterCount(), train.size(), steps);
             RewardTrainer.Evaluation ev;
             try (Optimized opt = new Optimized(store, new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0))) {
+                    s.training().schedule(steps), 1.0, s.options().loraLr()))) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 RewardTrainer trainer = new RewardTrainer(rm, opt, enc.padId(), enc.paddingAtBeginning());
                 rm.base().setGradientCheckpointing(s.options().gradientCheckpointing());
@@ -569,7 +576,6 @@ public final class Stages {
         if (done != null)
             return new PpoResult(losses(done.path("last")), done.path("steps").asLong(), actorOut, criticOut, emaOut,
                     done.path("skipped_steps").asLong());
-        requireNoLora(s.actorOptions(), s.criticOptions());
         Device dev = run.deviceOrCpu();
         DataSplit split = s.data().load();
         ConfigJson actorJson = ConfigJson.read(s.actor().resolve("config.json"));
@@ -603,6 +609,12 @@ public final class Stages {
 
             CausalLM actor = CausalLM.of(actorConfig), ref = CausalLM.of(actorConfig);
             RewardModel critic = RewardModel.of(criticConfig), reward = RewardModel.of(criticConfig);
+            // LoRA on the trained models only; the frozen reference and reward model stay plain
+            int actorAdapters = s.actorOptions().lora(actorConfig).applyTo(actor);
+            int criticAdapters = s.criticOptions().lora(criticConfig).applyTo(critic);
+            if (actorAdapters + criticAdapters > 0)
+                log.printf(Locale.ROOT, "step 3: LoRA on %d actor and %d critic layers%s%n", actorAdapters,
+                        criticAdapters, s.actorOptions().onlyOptimizeLora() ? "; only the adapters train" : "");
             ParameterStore actorStore = ParameterStore.allocate(actor, dev, DType.F32, 0, true);
             // --offload-reference-model: the two frozen models live and run on the CPU; only ids go there and only
             // [B, T] logprobs and [B] rewards come back (DS-Chat offloads the reference through ZeRO-Offload)
@@ -632,10 +644,14 @@ public final class Stages {
             long skippedSteps;
             // the EMA is saved through a model of the actor's config whose parameters get the shadow's values
             CausalLM ema = s.enableEma() ? CausalLM.of(actorConfig) : null;
+            if (ema != null) // the shadow mirrors the actor's flat layout, adapters included
+                new Lora.Config(s.actorOptions().loraDim(), s.actorOptions().loraFilter(actorConfig), false).applyTo(ema);
             try (RlhfEngine engine = new RlhfEngine(actor,
-                    new Optimized(actorStore, new Optimized.Settings(s.actorLr(), s.actorWeightDecay(), schedule, 1.0)),
+                    new Optimized(actorStore, new Optimized.Settings(s.actorLr(), s.actorWeightDecay(), schedule, 1.0,
+                            s.actorOptions().loraLr())),
                     ref, refStore, critic,
-                    new Optimized(criticStore, new Optimized.Settings(s.criticLr(), s.criticWeightDecay(), schedule, 1.0)),
+                    new Optimized(criticStore, new Optimized.Settings(s.criticLr(), s.criticWeightDecay(), schedule, 1.0,
+                            s.criticOptions().loraLr())),
                     reward, rewardStore, s.enableEma());
                  ParameterStore emaStore = ema == null ? null : ParameterStore.allocate(ema, dev, DType.F32, 0, false)) {
                 Optimized actorOpt = engine.actorOptimizer(), criticOpt = engine.criticOptimizer();
@@ -811,14 +827,6 @@ public final class Stages {
             log.flush();
             return new PpoResult(last, steps, actorOut, criticOut, emaOut, skippedSteps);
         }
-    }
-
-    /** Refuses LoRA until the stages apply it (the flags parse; the adapters come with the LoRA layer). */
-    private static void requireNoLora(ModelOptions... options) {
-        for (ModelOptions o : options)
-            if (o.loraDim() > 0)
-                throw new UnsupportedOperationException("LoRA (--lora-dim / --actor-lora-dim / --critic-lora-dim) is "
-                        + "not available in the stages yet");
     }
 
     // ---- checkpoint and metrics helpers ----------------------------------------------------------------------------

@@ -6,6 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.github.rlhf4j.model.HfModel;
+import io.github.rlhf4j.nn.ParameterStore;
+import io.github.rlhf4j.runtime.DType;
+import io.github.rlhf4j.runtime.Device;
 import io.github.rlhf4j.serve.TestModels;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -123,9 +127,43 @@ class TrainingFlagsTest {
         Cli bad = train(tmp.resolve("bad"), "--device", "tpu");
         assertNotEquals(0, bad.exit());
         assertTrue(bad.err().contains("expected cpu, cuda or cuda:N"), bad.toString());
-        Cli lora = train(tmp.resolve("lora"), "--only-optimize-lora");
+        Cli lora = train(tmp.resolve("nolora"), "--only-optimize-lora");
         assertNotEquals(0, lora.exit());
         assertTrue(lora.err().contains("--only-optimize-lora needs"), lora.toString());
+    }
+
+    @Test
+    void loraWithOnlyOptimizeLoraTrainsTheAdaptedLayersAloneAndSavesThemFused() {
+        Path out = tmp.resolve("lora");
+        Cli r = train(out, "--max-steps", "2", "--actor-lora-dim", "4", "--critic-lora-dim", "4",
+                "--only-optimize-lora", "--actor-lora-learning-rate", "1e-2", "--critic-lora-learning-rate", "1e-2");
+        assertEquals(0, r.exit(), r.toString());
+        // GPT-Neo's default filter is its layer stack "h.": q, k, v, out_proj, c_fc, c_proj in each of 2 layers
+        assertTrue(r.out().contains("step 3: LoRA on 12 actor and 12 critic layers; only the adapters train"), r.out());
+        for (String dir : List.of("actor-models/init", "reward-models/init", "step3-models/init/actor",
+                "step3-models/init/critic")) {
+            // plain Hugging Face folders: every key a parameter of the plain model, no lora keys left
+            try (HfModel before = HfModel.load(init, Device.cpu(), DType.F32, false);
+                 HfModel after = HfModel.load(out.resolve(dir), Device.cpu(), DType.F32, false)) {
+                int adapted = 0, frozen = 0;
+                for (ParameterStore.Entry e : after.parameters().entries()) {
+                    if (e.name().contains("v_head")) continue; // a fresh value head in step 2
+                    float[] a = e.parameter().value().toFloatArray();
+                    float[] b = before.model().namedParameters().get(e.name()).value().toFloatArray();
+                    boolean same = java.util.Arrays.equals(a, b);
+                    boolean layerMatrix = e.name().matches(".*\\.h\\.\\d+\\..*weight") && a.length > 32;
+                    if (layerMatrix && !e.name().contains("ln_")) {
+                        assertTrue(!same, dir + ": " + e.name() + " carries no trained adapter");
+                        adapted++;
+                    } else {
+                        assertTrue(same, dir + ": " + e.name() + " moved though only the adapters train");
+                        frozen++;
+                    }
+                }
+                assertEquals(12, adapted, dir);
+                assertTrue(frozen > 10, dir);
+            }
+        }
     }
 
     private static List<JsonNode> lines(Path file) throws IOException {

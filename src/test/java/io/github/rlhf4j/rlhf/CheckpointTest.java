@@ -12,19 +12,26 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.ConfigJson;
 import io.github.rlhf4j.model.Gpt2Config;
+import io.github.rlhf4j.model.HfModel;
+import io.github.rlhf4j.model.Safetensors;
+import io.github.rlhf4j.nn.Lora;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.optim.LrSchedule;
 import io.github.rlhf4j.runtime.DType;
 import io.github.rlhf4j.runtime.Device;
 import io.github.rlhf4j.tensor.Autograd;
+import io.github.rlhf4j.tensor.Scope;
+import io.github.rlhf4j.tensor.Tensor;
 import java.io.IOException;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -44,7 +51,13 @@ class CheckpointTest {
     /** A model and its optimizer after {@code steps} AdamW steps on made-up gradients. */
     private record Trained(CausalLM model, ParameterStore store, Optimized opt) implements AutoCloseable {
         static Trained of(int layers, long seed, int steps) {
+            return of(layers, seed, steps, false);
+        }
+
+        /** With {@code lora}, LoRA adapters of rank 2 on every Conv1D of the blocks. */
+        static Trained of(int layers, long seed, int steps, boolean lora) {
             CausalLM m = CausalLM.of(Gpt2Config.fromJson(ConfigJson.parse("config", CONFIG.formatted(layers))));
+            if (lora) Lora.apply(m, "h.", 2);
             ParameterStore s = ParameterStore.allocate(m, Device.cpu(), DType.F32, seed);
             Optimized o = new Optimized(s, new Optimized.Settings(1e-2, 0.1, LrSchedule.cosine(1, 10), 1.0));
             for (int i = 0; i < steps; i++) {
@@ -65,7 +78,7 @@ class CheckpointTest {
     private static void randomGradients(ParameterStore s, long seed) {
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             for (ParameterStore.Entry e : s.entries())
-                e.parameter().value().grad().fillRandom(true, 0, 1, seed, e.offset());
+                if (!e.parameter().isFrozen()) e.parameter().value().grad().fillRandom(true, 0, 1, seed, e.offset());
         }
     }
 
@@ -112,6 +125,65 @@ class CheckpointTest {
             fresh.opt().step("test");
             assertArrayEquals(saved.store().data().toFloatArray(), fresh.store().data().toFloatArray());
             assertFalse(hidden(tmp.resolve("step1")), "no temp folder left behind");
+        }
+    }
+
+    /**
+     * A LoRA model's folder is a Hugging Face model with the adapters fused (what transformers loads), and its
+     * {@code lora.safetensors} the exact unfused weights and adapters, from which a resumed run goes on bit for bit.
+     */
+    @Test
+    void loraModelsResumeExactlyAndTheirFolderIsAFusedHuggingFaceModel() throws IOException {
+        try (Trained saved = Trained.of(1, 1, 3, true); Trained fresh = Trained.of(1, 7, 0, true);
+             Trained plain = Trained.of(1, 7, 0, false)) {
+            Checkpoint c = write(saved, 3, Map.of());
+            Path actor = c.dir().resolve("actor");
+            Set<String> loraLayers = new LinkedHashSet<>();
+            for (String layer : Lora.adapters(saved.model()).keySet())
+                loraLayers.addAll(List.of(layer + ".weight", layer + "." + Lora.RIGHT, layer + "." + Lora.LEFT));
+            try (Safetensors st = Safetensors.open(actor.resolve("model.safetensors"));
+                 Safetensors ls = Safetensors.open(actor.resolve(Checkpoint.LORA_STATE))) {
+                assertEquals(plain.model().namedParameters().keySet(), st.entries().keySet(),
+                        "the Hugging Face weights: a plain GPT-2's tensors");
+                assertEquals(loraLayers, ls.entries().keySet(), "the LoRA layers' weights and adapters");
+                try (Scope s = Scope.open()) {
+                    String w = "transformer.h.0.mlp.c_fc.weight";
+                    Tensor fusedW = s.zeros(DType.F32, 8, 32), rawW = s.zeros(DType.F32, 8, 32);
+                    st.read(w, fusedW);
+                    ls.read(w, rawW);
+                    assertArrayEquals(saved.model().namedParameters().get(w).value().toFloatArray(),
+                            rawW.toFloatArray(), "lora.safetensors holds the unfused weight");
+                    assertNotEquals(0.0, fusedW.sub(rawW).abs().sum().item(),
+                            "the trained adapter is fused into the Hugging Face weight");
+                }
+            }
+            Checkpoint read = Checkpoint.open(c.dir());
+            read.verifyModel("actor", fresh.model());
+            read.verifyOptimizer("actor", fresh.opt());
+            read.loadModel("actor", fresh.model());
+            read.loadOptimizer("actor", fresh.opt());
+            assertArrayEquals(saved.store().data().toFloatArray(), fresh.store().data().toFloatArray(),
+                    "every parameter, adapters and unfused weights included, as it was");
+            // transformers' view of the folder: a plain model that computes what the trained LoRA model computes
+            HfModel.loadWeights(plain.model(), "transformer", actor, Set.of());
+            try (Scope s = Scope.open()) {
+                Tensor ids = Tensor.ofInts(new int[] {1, 5, 9, 3, 14, 2}, 2, 3);
+                double[] lora = fresh.model().forward(ids).toDoubleArray(), fused = plain.model().forward(ids)
+                        .toDoubleArray();
+                double diff = 0;
+                for (int i = 0; i < lora.length; i++) diff = Math.max(diff, Math.abs(lora[i] - fused[i]));
+                assertTrue(diff < 1e-5, "fused and LoRA logits differ by " + diff);
+            }
+            randomGradients(saved.store(), 999);
+            randomGradients(fresh.store(), 999);
+            saved.opt().step("test");
+            fresh.opt().step("test");
+            assertArrayEquals(saved.store().data().toFloatArray(), fresh.store().data().toFloatArray(),
+                    "the next step is the same");
+
+            Files.delete(actor.resolve(Checkpoint.LORA_STATE));
+            var gone = assertThrows(Checkpoint.DamagedException.class, () -> Checkpoint.open(c.dir()));
+            assertTrue(gone.getMessage().endsWith("actor/lora.safetensors is missing"), gone.getMessage());
         }
     }
 
