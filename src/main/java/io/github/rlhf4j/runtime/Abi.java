@@ -130,6 +130,18 @@ public final class Abi {
         return backend;
     }
 
+    /**
+     * A function of this library outside rlhf4j.h (the ZeRO partitioner of rlhf4j_zero.h lives in the CPU library),
+     * bound with {@code descriptor}; its failures read {@link #lastError()} like the ABI's own.
+     */
+    public MethodHandle companion(String name, FunctionDescriptor descriptor) {
+        var symbol = lookup.find(name);
+        if (symbol.isEmpty())
+            throw new UnsatisfiedLinkError("lib" + "rlhf4j_" + backend + ".so has no " + name
+                    + " (a library older than this jar?)");
+        return LINKER.downcallHandle(symbol.get(), descriptor);
+    }
+
     private MethodHandle bind(String name, MemoryLayout ret, MemoryLayout... args) {
         var symbol = lookup.find(name);
         if (symbol.isEmpty()) {
