@@ -76,8 +76,10 @@ final class Train implements Callable<Integer> {
         switch (deploymentType) {
             case "single_gpu" -> {}
             case "single_node", "multi_node" -> throw new CommandLine.ParameterException(cmd, "--deployment-type "
-                    + deploymentType + " needs several GPUs; multi-GPU training (ZeRO over MPI) comes with the "
-                    + "distribution issue and is not available yet; use --deployment-type single_gpu");
+                    + deploymentType + " needs the stages to train data-parallel over MPI ranks, which is not "
+                    + "available yet: the communicator (MPI, NCCL), the ZeRO-1 optimizer and the mpirun launcher "
+                    + "exist (io.github.rlhf4j.dist, deploy/), the stages do not use them yet; use --deployment-type "
+                    + "single_gpu");
             default -> throw new CommandLine.ParameterException(cmd, "--deployment-type " + deploymentType
                     + ": expected single_gpu, single_node or multi_node");
         }

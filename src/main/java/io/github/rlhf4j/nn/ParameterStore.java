@@ -57,6 +57,19 @@ public final class ParameterStore implements AutoCloseable {
      * reference or reward model, generation, serving): no gradient buffer, half the memory, every parameter frozen.
      */
     public static ParameterStore allocate(Module model, Device device, DType dtype, long seed, boolean trainable) {
+        return allocate(model, device, dtype, seed, trainable, ALIGN);
+    }
+
+    /**
+     * As {@link #allocate(Module, Device, DType, long, boolean)}, with the flat buffers' length rounded up to a
+     * multiple of {@code flatMultiple} elements (zero padding at the end): ZeRO cuts them into equal, aligned slices,
+     * one per rank ({@code io.github.rlhf4j.dist.Zero#flatMultiple}).
+     */
+    public static ParameterStore allocate(Module model, Device device, DType dtype, long seed, boolean trainable,
+                                          long flatMultiple) {
+        if (flatMultiple < 1 || flatMultiple % ALIGN != 0)
+            throw new IllegalArgumentException("flat multiple " + flatMultiple + " must be a positive multiple of "
+                    + ALIGN);
         if (!dtype.isFloatingPoint()) throw new IllegalArgumentException("parameters must be floating point, not " + dtype);
         List<Entry> entries = new ArrayList<>();
         long offset = 0;
@@ -68,6 +81,7 @@ public final class ParameterStore implements AutoCloseable {
             entries.add(new Entry(e.getKey(), p, offset, p.numel()));
             offset += (p.numel() + ALIGN - 1) / ALIGN * ALIGN;
         }
+        offset = (offset + flatMultiple - 1) / flatMultiple * flatMultiple;
         if (offset > Integer.MAX_VALUE)
             throw new IllegalArgumentException("model has " + offset + " parameter slots; more than 2^31 per store "
                     + "is not supported yet");

@@ -97,6 +97,23 @@ public final class AdamW implements AutoCloseable {
                 loraLr);
     }
 
+    /**
+     * ZeRO stage 1 and up: {@link #forStore(ParameterStore, Config, double)} over the flat elements [start, end) only
+     * (this rank's slice): groups are clipped to it and the moments hold only its elements.
+     */
+    public static AdamW forSlice(ParameterStore store, Config config, double loraLr, long start, long end) {
+        if (start < 0 || end > store.flatSize() || start > end)
+            throw new IllegalArgumentException("slice [" + start + ", " + end + ") is not within the store's "
+                    + store.flatSize() + " elements");
+        Predicate<String> noDecay = ParameterStore::dsChatNoDecay;
+        List<ParameterStore.Range> clipped = new ArrayList<>();
+        for (ParameterStore.Range r : store.ranges(noDecay, n -> Lora.isLoraParameter(n) && !noDecay.test(n))) {
+            long s = Math.max(r.start(), start), e = Math.min(r.end(), end);
+            if (s < e) clipped.add(new ParameterStore.Range(s, e, r.decay(), r.ownLr()));
+        }
+        return forStore(store, config, clipped, loraLr);
+    }
+
     /** Two groups by {@code noDecay}, every one at the optimizer's learning rate. */
     public static AdamW forStore(ParameterStore store, Config config, Predicate<String> noDecay) {
         return forStore(store, config, store.ranges(noDecay), Double.NaN);

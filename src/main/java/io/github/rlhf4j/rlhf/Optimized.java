@@ -2,10 +2,15 @@ package io.github.rlhf4j.rlhf;
 
 import io.github.rlhf4j.nn.Lora;
 import io.github.rlhf4j.nn.ParameterStore;
+import io.github.rlhf4j.dist.Communicator;
+import io.github.rlhf4j.dist.Zero;
 import io.github.rlhf4j.optim.AdamW;
 import io.github.rlhf4j.optim.GradClip;
 import io.github.rlhf4j.optim.LrSchedule;
+import io.github.rlhf4j.tensor.Autograd;
 import io.github.rlhf4j.tensor.InPlace;
+import io.github.rlhf4j.tensor.Scope;
+import io.github.rlhf4j.tensor.Tensor;
 
 /**
  * A trained model's optimizer side, as a DeepSpeed engine holds it: the flat parameters and gradients, AdamW over
@@ -40,6 +45,9 @@ public final class Optimized implements AutoCloseable {
 
     private final ParameterStore store;
     private final AdamW adamw;
+    private final Communicator comm; // null: one process
+    private final int zeroStage;
+    private final long sliceStart, sliceEnd;
     private final Settings settings;
     private double lastGradNorm = Double.NaN;
     private boolean skipNonFinite;
@@ -47,10 +55,51 @@ public final class Optimized implements AutoCloseable {
     private String lastSkip;
 
     public Optimized(ParameterStore store, Settings settings) {
+        this(store, settings, null, 0);
+    }
+
+    /**
+     * Data-parallel over {@code comm}'s ranks, each rank having run the backward of its own share of the global
+     * batch, with ZeRO {@code zeroStage}: 0 all-reduces the gradients and every rank steps every weight (plain data
+     * parallel); 1 partitions the optimizer state: the gradients are reduce-scattered, each rank steps only its slice
+     * of the flat weights (AdamW moments for that slice alone) and the slices are all-gathered. The store's flat
+     * length must split into equal aligned slices ({@link Zero#flatMultiple}). Stages 2 and 3 (gradients and
+     * parameters partitioned too) are not implemented yet and are refused.
+     */
+    public Optimized(ParameterStore store, Settings settings, Communicator comm, int zeroStage) {
         this.store = store;
         this.settings = settings;
-        this.adamw = AdamW.forStore(store, AdamW.Config.dsChat(settings.lr(), settings.weightDecay()),
-                settings.loraLr());
+        this.comm = comm == null || comm.worldSize() == 1 ? null : comm;
+        this.zeroStage = zeroStage;
+        if (zeroStage < 0 || zeroStage > 1)
+            throw new IllegalArgumentException("ZeRO stage " + zeroStage + ": stages 0 and 1 are implemented; 2 and 3 "
+                    + "(gradients and parameters partitioned) are not yet");
+        AdamW.Config config = AdamW.Config.dsChat(settings.lr(), settings.weightDecay());
+        if (this.comm != null && zeroStage >= 1) {
+            int world = this.comm.worldSize();
+            if (store.flatSize() % Zero.flatMultiple(world) != 0)
+                throw new IllegalArgumentException("ZeRO stage " + zeroStage + " on " + world + " ranks needs a flat "
+                        + "length that is a multiple of " + Zero.flatMultiple(world) + " elements; allocate the store "
+                        + "with ParameterStore.allocate(..., Zero.flatMultiple(world)), not " + store.flatSize());
+            long n = store.flatSize() / world, start = this.comm.rank() * n;
+            this.sliceStart = start;
+            this.sliceEnd = start + n;
+            this.adamw = AdamW.forSlice(store, config, settings.loraLr(), start, start + n);
+        } else {
+            this.sliceStart = 0;
+            this.sliceEnd = store.flatSize();
+            this.adamw = AdamW.forStore(store, config, settings.loraLr());
+        }
+    }
+
+    /** The ZeRO stage (0 without a communicator of several ranks). */
+    public int zeroStage() {
+        return comm == null ? 0 : zeroStage;
+    }
+
+    /** The flat elements [start, end) this rank's optimizer steps: all of them below ZeRO stage 1. */
+    public long[] slice() {
+        return new long[] {sliceStart, sliceEnd};
     }
 
     public ParameterStore store() {
@@ -115,6 +164,15 @@ public final class Optimized implements AutoCloseable {
      * the step; when skipping, it counts the step as skipped and returns false (the caller then takes no step).
      */
     public boolean acceptLoss(String what, double loss) {
+        if (comm != null) {
+            // every rank must take or skip the step alike, or the others would wait in its collectives forever
+            long[] bad = comm.allGather(Double.isFinite(loss) ? -1L : comm.rank());
+            for (long r : bad)
+                if (r >= 0)
+                    return skip(what + ": loss is " + (r == comm.rank() ? loss : "not finite") + " on rank " + r
+                            + " at step " + (adamw.stepCount() + 1));
+            return true;
+        }
         if (Double.isFinite(loss)) return true;
         return skip(what + ": loss is " + loss + " at step " + (adamw.stepCount() + 1));
     }
@@ -125,8 +183,15 @@ public final class Optimized implements AutoCloseable {
      * skipping, zeroes the gradients, counts the step as skipped and returns false).
      */
     public boolean step(String what) {
-        // not GradClip.globalNorm: it throws on a non-finite norm without the step and the parameter
-        double norm = Math.sqrt(InPlace.sumOfSquares(store.grad()));
+        double scale = 1; // the gradients are summed over ranks; the step uses their mean
+        double norm;
+        if (comm == null) {
+            // not GradClip.globalNorm: it throws on a non-finite norm without the step and the parameter
+            norm = Math.sqrt(InPlace.sumOfSquares(store.grad()));
+        } else {
+            scale = 1.0 / comm.worldSize();
+            norm = Math.sqrt(reduceGradients()) * scale;
+        }
         if (!Double.isFinite(norm)) {
             String why = what + ": gradient norm is " + norm + " at step " + (adamw.stepCount() + 1)
                     + " (first non-finite gradient: " + firstNonFinite() + ")";
@@ -136,9 +201,37 @@ public final class Optimized implements AutoCloseable {
         lastGradNorm = norm;
         // each group at its base rate times the schedule's factor; the default groups exactly at lr()
         adamw.stepScheduled(settings.schedule().factor(adamw.stepCount()),
-                GradClip.coefficient(norm, settings.maxGradNorm()));
+                GradClip.coefficient(norm, settings.maxGradNorm()) * scale);
+        if (comm != null && zeroStage >= 1) gatherWeights();
         store.zeroGrad();
         return true;
+    }
+
+    /**
+     * Sums the gradients over ranks, the whole buffer (stage 0) or this rank's slice (stage 1), and returns the
+     * squared norm of the summed gradient (the same on every rank, so every rank takes or skips the step alike).
+     */
+    private double reduceGradients() {
+        try (Autograd.NoGrad ignored = Autograd.noGrad(); Scope s = Scope.open(store.device())) {
+            Tensor grad = store.grad();
+            if (zeroStage == 0) {
+                comm.allReduce(grad);
+                return InPlace.sumOfSquares(grad);
+            }
+            Tensor mine = grad.slice(0, (int) sliceStart, (int) sliceEnd);
+            comm.reduceScatter(grad, mine);
+            Tensor sq = Tensor.of(new double[] {InPlace.sumOfSquares(mine)});
+            comm.allReduce(sq);
+            return sq.toDoubleArray()[0];
+        }
+    }
+
+    /** Every rank's updated slice of the weights, to every rank. */
+    private void gatherWeights() {
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            Tensor data = store.data();
+            comm.allGather(data.slice(0, (int) sliceStart, (int) sliceEnd), data);
+        }
     }
 
     private boolean skip(String why) {

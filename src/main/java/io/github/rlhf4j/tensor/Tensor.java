@@ -177,8 +177,11 @@ public final class Tensor {
 
     // ---- native access (for ops) ---------------------------------------------------------------------------------
 
-    /** Device address of element 0 of this view; fails if the memory was freed. */
-    long address() {
+    /**
+     * Device address of element 0 of this view (a host address on the CPU); fails if the memory was freed. Public for
+     * the layers that hand whole buffers to other native libraries (io.github.rlhf4j.dist's collectives).
+     */
+    public long address() {
         return storage.address(this) + offset * dtype.size;
     }
 

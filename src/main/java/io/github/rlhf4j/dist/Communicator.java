@@ -1,0 +1,155 @@
+package io.github.rlhf4j.dist;
+
+import io.github.rlhf4j.runtime.DistAbi;
+import io.github.rlhf4j.tensor.Tensor;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.function.Supplier;
+
+/**
+ * The collectives of data-parallel and ZeRO training over the processes of one job, on flat tensors.
+ *
+ * <p>Three implementations: {@link SingleProcess} (a world of 1: no-ops and copies), {@link MpiCommunicator} (CPU
+ * tensors, over MPI) and {@link NcclCommunicator} (CUDA tensors, over NCCL). {@link #fromEnvironment()} picks the
+ * first two by how the process was started.
+ *
+ * <p>Every call is collective: each rank makes the same calls in the same order, with tensors of the same size and
+ * dtype. Tensors are contiguous; results are written in place, outside autograd (gradient and parameter buffers,
+ * under {@code Autograd.noGrad()}). Calls from several threads are serialised. A call that waits on a lost or stuck
+ * peer longer than the timeout ({@code -Drlhf4j.dist.timeout} or {@code RLHF4J_DIST_TIMEOUT} seconds, default 60)
+ * ends the whole job with a report naming the call and the peers not in it. {@link #bytesMoved()} counts the bytes
+ * each call sends by the ring convention documented in {@link Traffic}.
+ */
+public interface Communicator extends AutoCloseable {
+
+    /** This process's rank, 0 to {@code worldSize() - 1}. */
+    int rank();
+
+    int worldSize();
+
+    /** This process's rank among those on its node: the GPU it should use. */
+    int localRank();
+
+    /** {@code flat[i] = op over ranks of flat[i]}, in place. */
+    void allReduce(Tensor flat, ReduceOp op);
+
+    /** Sums {@code flat} over ranks in place. */
+    default void allReduce(Tensor flat) {
+        allReduce(flat, ReduceOp.SUM);
+    }
+
+    /**
+     * {@code outShard[i] = op over ranks of in[rank * n + i]}, {@code n = outShard.numel()}: {@code in} holds
+     * {@code worldSize} equal blocks and this rank gets the reduction of its own. {@code outShard} may be this rank's
+     * block of {@code in} itself (a slice of the same storage).
+     */
+    void reduceScatter(Tensor in, Tensor outShard, ReduceOp op);
+
+    /** Sums, as ZeRO reduces gradients: {@link #reduceScatter(Tensor, Tensor, ReduceOp)} with SUM. */
+    default void reduceScatter(Tensor in, Tensor outShard) {
+        reduceScatter(in, outShard, ReduceOp.SUM);
+    }
+
+    /**
+     * {@code out[r * n + i] = shard of rank r [i]}, {@code n = shard.numel()}. {@code shard} may be this rank's
+     * block of {@code out} itself.
+     */
+    void allGather(Tensor shard, Tensor out);
+
+    /** {@code t = t of rank root}, on every rank. */
+    void broadcast(Tensor t, int root);
+
+    void barrier();
+
+    /** Every rank's {@code value}, by rank. Host values, not counted in {@link #bytesMoved()}. */
+    long[] allGather(long value);
+
+    /** Calls and bytes sent so far, per kind of collective (the convention: {@link Traffic}). */
+    Traffic bytesMoved();
+
+    /** Sets the counters of {@link #bytesMoved()} back to zero (this rank only). */
+    void resetTraffic();
+
+    /**
+     * Ends every process of the job: prints {@code message} (prefixed with this rank) and exits with {@code code}.
+     * For an error on one rank that the others cannot learn of, which would otherwise leave them waiting in a
+     * collective. Does not return.
+     */
+    void abort(int code, String message);
+
+    /** Leaves the world (collective). The communicator cannot be used afterwards. */
+    @Override
+    void close();
+
+    /**
+     * Checks at start-up that every rank has the same {@code value} of a setting (a model name, a seed, a
+     * configuration's canonical text): each rank hashes its value and the ranks compare the hashes. On a mismatch
+     * every rank throws, naming the setting, the ranks that differ from the majority (ties: from rank 0's group) and
+     * this rank's value.
+     *
+     * @throws IllegalStateException on every rank, when the values differ
+     */
+    default void checkSame(String what, String value) {
+        long[] all = allGather(hash(what, value));
+        Map<Long, List<Integer>> groups = new LinkedHashMap<>();
+        for (int r = 0; r < all.length; r++) groups.computeIfAbsent(all[r], k -> new ArrayList<>()).add(r);
+        if (groups.size() == 1) return;
+        List<Integer> reference = groups.get(all[0]);
+        for (List<Integer> g : groups.values()) if (g.size() > reference.size()) reference = g;
+        List<Integer> differ = new ArrayList<>();
+        for (int r = 0; r < all.length; r++) if (!reference.contains(r)) differ.add(r);
+        String shown = value.length() > 200 ? value.substring(0, 200) + "..." : value;
+        throw new IllegalStateException("'" + what + "' is not the same on every rank: " + ranks(differ) + " differ"
+                + (differ.size() == 1 ? "s" : "") + " from " + ranks(reference) + " (" + groups.size()
+                + " different values; here, on rank " + rank() + ": \"" + shown + "\"). Start every rank with the same "
+                + what + ".");
+    }
+
+    private static String ranks(List<Integer> rs) {
+        StringBuilder sb = new StringBuilder(rs.size() == 1 ? "rank " : "ranks ");
+        for (int i = 0; i < rs.size(); i++) sb.append(i == 0 ? "" : ", ").append(rs.get(i));
+        return sb.toString();
+    }
+
+    private static long hash(String what, String value) {
+        try {
+            byte[] d = MessageDigest.getInstance("SHA-256")
+                    .digest((what + '\0' + value).getBytes(StandardCharsets.UTF_8));
+            long h = 0;
+            for (int i = 0; i < 8; i++) h = h << 8 | (d[i] & 0xff);
+            return h;
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /**
+     * The communicator of this process: {@link MpiCommunicator} when a launcher started it as one of several ranks ({@link Launch.Rank}: mpirun,
+     * srun, a PMI/PMIx launcher), else {@link SingleProcess}. For CPU tensors; GPU training opens a
+     * {@link NcclCommunicator} over the MPI one.
+     *
+     * @throws IllegalStateException when a launcher started the process but this build has no librlhf4j_dist.so:
+     *     going on alone would train N unsynchronised copies
+     */
+    static Communicator fromEnvironment() {
+        return choose(System.getenv(), DistAbi::load);
+    }
+
+    /** {@link #fromEnvironment()} for a given environment and shim (tests). */
+    static Communicator choose(Map<String, String> env, Supplier<Optional<DistAbi>> shim) {
+        Launch.Rank place = Launch.Rank.fromEnvironment(env);
+        // a world of one (mpirun -np 1, a one-task srun) needs no MPI: training alone is the same
+        if (!place.launched() || place.size() == 1) return new SingleProcess();
+        DistAbi abi = shim.get().orElseThrow(() -> new IllegalStateException("this process was started as rank "
+                + place.rank() + " of " + place.size() + " by " + place.source() + ", but this build of rlhf4j has no librlhf4j_dist.so, the MPI shim (it is built "
+                + "when mpicc is present: install Open MPI's libopenmpi-dev and rebuild with `mvn -B package`), so "
+                + "the ranks cannot talk to each other; run it without the launcher to train in one process"));
+        return MpiCommunicator.open(abi);
+    }
+}

@@ -1,0 +1,38 @@
+package io.github.rlhf4j.dist;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The scale-on-paper table's figures against the arithmetic of ZeRO's paper done here by hand: model states of
+ * 16 bytes per parameter split by stage (2 + 2 + 12, each partitioned from its stage on), 2 x 2 bytes per parameter
+ * sent by a ring step at stages 0-2 and 3 x 2 at stage 3, times (N - 1) / N; padding may add at most one 128-byte
+ * slice per rank and layer.
+ */
+class ZeroScaleTest {
+    @Test
+    void opt13bOnEightGpusMatchesThePapersArithmetic() {
+        List<ZeroScale.Row> rows = ZeroScale.rows("opt-13b", 8, 8, 8192);
+        long psi = rows.get(0).parameters();
+        assertTrue(psi > 12_800_000_000L && psi < 13_000_000_000L, "OPT-13B has 12.85B parameters: " + psi);
+        double[] perParam = {2 + 2 + 12, 2 + 2 + 12 / 8.0, 2 + 2 / 8.0 + 12 / 8.0, 16 / 8.0};
+        long slack = 41L * 8 * 128 * 16; // layers + 1 groups, one padded slice per rank, 16 bytes per element
+        for (ZeroScale.Row r : rows) {
+            double expected = perParam[r.stage()] * psi;
+            assertTrue(Math.abs(r.memory().total() - expected) < slack + 64L * 16 * 400,
+                    "stage " + r.stage() + ": " + r.memory().total() + " vs " + expected);
+            double sent = (r.stage() == 3 ? 3 : 2) * 2.0 * psi * 7 / 8;
+            assertTrue(Math.abs(r.bytesSentPerGpu() - sent) / sent < 1e-3, "stage " + r.stage() + " sent "
+                    + r.bytesSentPerGpu() + " vs " + sent);
+            assertEquals(r.bytesSentPerGpu() / 900e9, r.commSeconds(), 1e-12, "NVLink inside one node");
+            assertEquals(6.0 * psi * 8192 / 798e12, r.computeSeconds(), 1e-12);
+        }
+        assertTrue(!rows.get(0).fits() && rows.get(1).fits(), "stage 0 needs 192 GiB, stage 1 66 GiB");
+        List<ZeroScale.Row> big = ZeroScale.rows("opt-66b", 16, 8, 8192);
+        assertEquals(big.get(0).bytesSentPerGpu() / 50e9, big.get(0).commSeconds(), 1e-12, "InfiniBand across nodes");
+        assertTrue(big.get(3).fits() && !big.get(2).fits(), "OPT-66B on 16 GPUs needs stage 3");
+    }
+}

@@ -1,0 +1,82 @@
+package io.github.rlhf4j.dist;
+
+import io.github.rlhf4j.model.CausalLM;
+import io.github.rlhf4j.model.Gpt2Config;
+import io.github.rlhf4j.nn.ParameterStore;
+import io.github.rlhf4j.optim.LrSchedule;
+import io.github.rlhf4j.rlhf.Optimized;
+import io.github.rlhf4j.runtime.DType;
+import io.github.rlhf4j.runtime.Device;
+import io.github.rlhf4j.tensor.Functional;
+import io.github.rlhf4j.tensor.Scope;
+import io.github.rlhf4j.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Random;
+
+/**
+ * One rank of {@link ZeroTrainingTest}: a tiny GPT-2 trained for {@code steps} steps on a global batch of
+ * {@link #GLOBAL_BATCH} random sequences, this rank taking its equal share of the rows, with
+ * {@link Optimized} at ZeRO {@code stage} over the communicator of the environment (one process without a launcher).
+ * Rank 0 writes the final weights (F32, little-endian, the store's layout without the end padding) and a line of
+ * figures: the bytes the optimizer's collectives sent per step, the AdamW moments this rank holds.
+ *
+ * <p>Usage: {@code ZeroTrainMain STAGE STEPS OUT_DIR}
+ */
+public final class ZeroTrainMain {
+    static final int VOCAB = 61, T = 16, GLOBAL_BATCH = 8, EMBD = 32, LAYERS = 2, HEADS = 4;
+
+    public static void main(String[] args) throws Exception {
+        int stage = Integer.parseInt(args[0]), steps = Integer.parseInt(args[1]);
+        Path out = Path.of(args[2]);
+        Device.cpu().setNumThreads(1);
+        try (Communicator comm = Communicator.fromEnvironment()) {
+            int world = comm.worldSize(), rank = comm.rank();
+            if (GLOBAL_BATCH % world != 0) throw new IllegalArgumentException("world " + world + " must divide " + GLOBAL_BATCH);
+            CausalLM model = CausalLM.of(Gpt2Config.tiny(VOCAB, T, EMBD, LAYERS, HEADS));
+            comm.checkSame("model", model.config().toString());
+            try (ParameterStore store = ParameterStore.allocate(model, Device.cpu(), DType.F32, 5, true,
+                    Zero.flatMultiple(world));
+                 Optimized opt = new Optimized(store, new Optimized.Settings(1e-3, 0.1, LrSchedule.constant(0), 1.0),
+                         comm, stage)) {
+                model.train(true);
+                int rows = GLOBAL_BATCH / world;
+                long sent0 = 0;
+                for (int step = 0; step < steps; step++) {
+                    Random rng = new Random(1000 + step); // every rank draws the same global batch
+                    int[] ids = new int[GLOBAL_BATCH * T], targets = new int[GLOBAL_BATCH * T];
+                    for (int i = 0; i < ids.length; i++) {
+                        ids[i] = rng.nextInt(VOCAB);
+                        targets[i] = (ids[i] * 7 + 3) % VOCAB; // a learnable map, so the weights move with purpose
+                    }
+                    int[] myIds = java.util.Arrays.copyOfRange(ids, rank * rows * T, (rank + 1) * rows * T);
+                    int[] myTargets = java.util.Arrays.copyOfRange(targets, rank * rows * T, (rank + 1) * rows * T);
+                    try (Scope s = Scope.open()) {
+                        Tensor loss = Functional.crossEntropy(model.forward(Tensor.ofInts(myIds, rows, T)),
+                                Tensor.ofInts(myTargets, rows, T), -100);
+                        if (opt.acceptLoss("zero test", loss.item())) {
+                            loss.backward();
+                            opt.step("zero test");
+                        }
+                    }
+                    if (step == 0) sent0 = comm.bytesMoved().totalBytes();
+                }
+                if (rank == 0) {
+                    long used = 0;
+                    for (ParameterStore.Entry e : store.entries()) used = e.offset() + e.numel();
+                    float[] w = store.data().slice(0, 0, (int) used).toFloatArray();
+                    ByteBuffer b = ByteBuffer.allocate(4 * w.length).order(ByteOrder.LITTLE_ENDIAN);
+                    for (float f : w) b.putFloat(f);
+                    Files.write(out.resolve("weights.f32"), b.array());
+                    long moments = 0;
+                    for (int g = 0; g < opt.adamw().groups().size(); g++)
+                        moments += 2L * 4 * opt.adamw().groups().get(g).params().numel();
+                    Files.writeString(out.resolve("figures.txt"), "world=" + world + " stage=" + stage
+                            + " flat=" + store.flatSize() + " bytes_step1=" + sent0 + " moment_bytes=" + moments + "\n");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+package io.github.rlhf4j.dist;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import java.io.File;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Data-parallel training under ZeRO stages 0 and 1 with real {@code mpirun} ranks on the CPU ({@link ZeroTrainMain}):
+ * 20 steps of a tiny GPT-2 on 2 and 4 ranks, each taking its share of the same global batch, against one process
+ * taking all of it. The sequences have one length, so the mean of the ranks' mean losses is the one process's mean
+ * and the weights must agree up to the reduction order of the gradient sums (float32): every weight within 2e-5 (the
+ * learning rate is 1e-3), nearly all within 1e-6. The bytes the optimizer's collectives send in a step are ZeRO's
+ * volumes by {@link Traffic}'s count, and stage 1's AdamW moments on a rank are 1/N of the model's.
+ */
+class ZeroTrainingTest {
+    static final int STEPS = 20;
+    static String mpirun;
+
+    @TempDir
+    Path tmp;
+
+    @BeforeAll
+    static void findMpirun() {
+        for (String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
+            if (Files.isExecutable(Path.of(dir, "mpirun"))) mpirun = Path.of(dir, "mpirun").toString();
+        if (mpirun == null) System.out.println("ZeroTrainingTest skipped: no mpirun on the PATH (install openmpi-bin)");
+    }
+
+    /** Runs ZeroTrainMain on {@code ranks} processes (1: without a launcher) and returns its output folder. */
+    Path run(int ranks, int stage) throws Exception {
+        Path out = Files.createDirectories(tmp.resolve("np" + ranks + "-stage" + stage));
+        List<String> cmd = new ArrayList<>();
+        // by name, not by path: an absolute path makes Open MPI guess a --prefix from it
+        if (ranks > 1) cmd.addAll(List.of("mpirun", "-np", Integer.toString(ranks), "--oversubscribe", "--bind-to", "none"));
+        cmd.addAll(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                ZeroTrainMain.class.getName(), Integer.toString(stage), Integer.toString(STEPS), out.toString()));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
+                .redirectOutput(tmp.resolve("np" + ranks + "-stage" + stage + ".log").toFile());
+        Map<String, String> env = pb.environment();
+        env.put("OMPI_ALLOW_RUN_AS_ROOT", "1");
+        env.put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        env.put("OMP_NUM_THREADS", "1");
+        Process p = pb.start();
+        assertTrue(p.waitFor(240, TimeUnit.SECONDS), "ranks " + ranks + " stage " + stage + " did not finish");
+        String log = Files.readString(tmp.resolve("np" + ranks + "-stage" + stage + ".log"));
+        assertEquals(0, p.exitValue(), log);
+        return out;
+    }
+
+    static float[] weights(Path out) throws Exception {
+        ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(out.resolve("weights.f32"))).order(ByteOrder.LITTLE_ENDIAN);
+        float[] w = new float[b.remaining() / 4];
+        b.asFloatBuffer().get(w);
+        return w;
+    }
+
+    static Map<String, Long> figures(Path out) throws Exception {
+        Map<String, Long> m = new HashMap<>();
+        for (String kv : Files.readString(out.resolve("figures.txt")).trim().split(" ")) {
+            String[] p = kv.split("=");
+            m.put(p[0], Long.parseLong(p[1]));
+        }
+        return m;
+    }
+
+    @Test
+    void stagesZeroAndOneOnTwoAndFourRanksReachTheWeightsOfOneProcess() throws Exception {
+        assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
+        float[] single = weights(run(1, 0));
+        for (int[] rs : new int[][] {{2, 0}, {2, 1}, {4, 1}}) {
+            int ranks = rs[0], stage = rs[1];
+            Path out = run(ranks, stage);
+            float[] w = weights(out);
+            assertEquals(single.length, w.length);
+            double max = 0;
+            int apart = 0;
+            for (int i = 0; i < w.length; i++) {
+                double d = Math.abs(w[i] - single[i]);
+                max = Math.max(max, d);
+                if (d > 1e-6) apart++;
+            }
+            Map<String, Long> f = figures(out);
+            long flatBytes = 4 * f.get("flat");
+            long expectedBytes = stage == 0 ? Traffic.volume(Collective.ALL_REDUCE, flatBytes, ranks)
+                    // reduce-scatter of the gradients, all-gather of the weights, and the 8-byte norm all-reduce
+                    : Traffic.volume(Collective.REDUCE_SCATTER, flatBytes, ranks)
+                            + Traffic.volume(Collective.ALL_GATHER, flatBytes, ranks)
+                            + Traffic.volume(Collective.ALL_REDUCE, 8, ranks);
+            System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest %d ranks, stage %d: max |w - w_1 process| "
+                    + "%.2e, %d of %d weights apart by > 1e-6; %,d bytes sent per step (2 Psi x (N-1)/N = %,d); AdamW "
+                    + "moments on rank 0: %,d bytes%n", ranks, stage, max, apart, w.length, f.get("bytes_step1"),
+                    2 * flatBytes * (ranks - 1) / ranks, f.get("moment_bytes"));
+            assertTrue(max < 2e-5, ranks + " ranks, stage " + stage + ": weights differ by " + max);
+            assertTrue(apart < w.length / 100, apart + " weights apart by more than 1e-6");
+            assertEquals(expectedBytes, f.get("bytes_step1"), "bytes per step");
+            long fullMoments = 2L * 4 * figures(tmp.resolve("np1-stage0")).get("flat");
+            // stage 1: AdamW's two fp32 moments for this rank's slice alone: 1/N of the (padded) flat buffer
+            if (stage == 1) assertTrue(f.get("moment_bytes") <= 2L * 4 * f.get("flat") / ranks
+                    && f.get("moment_bytes") < fullMoments / ranks + 2L * 4 * Zero.flatMultiple(ranks),
+                    "stage 1 keeps 1/N of the moments: " + f.get("moment_bytes") + " of " + fullMoments);
+            else assertTrue(f.get("moment_bytes") > fullMoments / 2, "stage 0 keeps them all");
+        }
+    }
+}
