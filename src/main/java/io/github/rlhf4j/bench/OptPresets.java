@@ -1,11 +1,11 @@
 package io.github.rlhf4j.bench;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.model.ConfigJson;
 import io.github.rlhf4j.model.ModelConfig;
 import io.github.rlhf4j.model.ModelFormatException;
 import io.github.rlhf4j.model.Models;
 import io.github.rlhf4j.model.OptConfig;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;

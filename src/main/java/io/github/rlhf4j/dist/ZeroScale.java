@@ -64,7 +64,8 @@ public final class ZeroScale {
         List<Row> rows = new ArrayList<>();
         for (int stage = 0; stage <= 3; stage++) {
             long sent = plan.step(stage).bytesPerRank() * (gpus - 1) / gpus;
-            rows.add(new Row(OptPresets.canonical(preset), params, gpus, perNode, stage,
+            String name = OptPresets.canonical(preset);
+            rows.add(new Row(name != null ? name : preset, params, gpus, perNode, stage,
                     plan.memoryPerRank(stage, 2, 2, 12), sent, sent / bandwidth, compute));
         }
         return rows;

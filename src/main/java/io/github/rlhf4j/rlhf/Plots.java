@@ -177,7 +177,7 @@ public final class Plots {
         } finally {
             g.dispose();
         }
-        write(img, png);
+        writePng(img, png);
         return true;
     }
 
@@ -277,7 +277,8 @@ public final class Plots {
         return out;
     }
 
-    private static void write(BufferedImage img, Path png) {
+    /** Writes {@code img} as a PNG atomically (a temporary file, then a rename): a reader never sees half a plot. */
+    public static void writePng(BufferedImage img, Path png) {
         Path abs = png.toAbsolutePath();
         Path tmp = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + ProcessHandle.current().pid());
         try {

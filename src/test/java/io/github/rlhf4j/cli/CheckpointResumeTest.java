@@ -68,15 +68,7 @@ class CheckpointResumeTest {
                 "--critic-learning-rate", "1e-3", "--num-warmup-steps", "2", "--enable-ema",
                 "--unsupervised-dataset-name", text.toString(), "--unsup-coef", "0.5",
                 "--checkpoint-every", "2", "--output-dir", out.toString()));
-        for (int i = 0; i < extra.length; i++) {
-            int at = args.indexOf(extra[i]); // an option given again replaces the default above
-            if (at >= 0 && extra[i].startsWith("--") && i + 1 < extra.length && !extra[i + 1].startsWith("--")) {
-                args.set(at + 1, extra[++i]);
-                continue;
-            }
-            args.add(extra[i]);
-        }
-        return Cli.run(args.toArray(String[]::new));
+        return Cli.runOver(args, extra); // an option given again replaces the default above
     }
 
     @Test

@@ -26,6 +26,23 @@ record Cli(int exit, String out, String err) {
         return new Cli(exit, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
     }
 
+    /**
+     * Runs {@code defaults} with {@code extra} on top: an option of {@code extra} already in {@code defaults} with a
+     * value replaces that value; anything else is appended.
+     */
+    static Cli runOver(java.util.List<String> defaults, String... extra) {
+        java.util.List<String> args = new java.util.ArrayList<>(defaults);
+        for (int i = 0; i < extra.length; i++) {
+            int at = args.indexOf(extra[i]);
+            if (at >= 0 && extra[i].startsWith("--") && i + 1 < extra.length && !extra[i + 1].startsWith("--")) {
+                args.set(at + 1, extra[++i]);
+                continue;
+            }
+            args.add(extra[i]);
+        }
+        return run(args.toArray(String[]::new));
+    }
+
     static Cli run(String... args) {
         return piped("", args);
     }

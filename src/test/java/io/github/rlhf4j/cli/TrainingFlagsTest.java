@@ -61,15 +61,7 @@ class TrainingFlagsTest {
                 "--sft-learning-rate", "1e-2", "--reward-learning-rate", "1e-2", "--actor-learning-rate", "1e-3",
                 "--critic-learning-rate", "1e-3", "--num-warmup-steps", "1", "--checkpoint-every", "0",
                 "--device", "cpu", "--output-dir", out.toString()));
-        for (int i = 0; i < extra.length; i++) {
-            int at = args.indexOf(extra[i]); // an option given again replaces the default above
-            if (at >= 0 && extra[i].startsWith("--") && i + 1 < extra.length && !extra[i + 1].startsWith("--")) {
-                args.set(at + 1, extra[++i]);
-                continue;
-            }
-            args.add(extra[i]);
-        }
-        return Cli.run(args.toArray(String[]::new));
+        return Cli.runOver(args, extra); // an option given again replaces the default above
     }
 
     @Test
