@@ -50,6 +50,14 @@ final class Ppo implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        try {
+            return execute();
+        } finally {
+            run.close();
+        }
+    }
+
+    private Integer execute() {
         CommandLine cmd = spec.commandLine();
         Stages.Data d = data.data(cmd);
         StageOptions.modelDir(cmd, "--actor-model-name-or-path", actor);

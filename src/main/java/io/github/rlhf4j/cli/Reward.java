@@ -52,6 +52,14 @@ final class Reward implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        try {
+            return execute();
+        } finally {
+            run.close();
+        }
+    }
+
+    private Integer execute() {
         CommandLine cmd = spec.commandLine();
         Stages.Data d = data.data(cmd);
         StageOptions.modelDir(cmd, "--model-name-or-path", model);

@@ -55,6 +55,14 @@ final class Sft implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        try {
+            return execute();
+        } finally {
+            run.close();
+        }
+    }
+
+    private Integer execute() {
         CommandLine cmd = spec.commandLine();
         Stages.Data d = data.data(cmd);
         StageOptions.modelDir(cmd, "--model-name-or-path", model);

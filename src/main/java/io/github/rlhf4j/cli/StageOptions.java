@@ -1,5 +1,6 @@
 package io.github.rlhf4j.cli;
 
+import io.github.rlhf4j.dist.Communicator;
 import io.github.rlhf4j.rlhf.Stages;
 import io.github.rlhf4j.runtime.Backend;
 import io.github.rlhf4j.runtime.Device;
@@ -101,24 +102,39 @@ final class StageOptions {
                         + "a GPU is visible, else the CPU (default: ${DEFAULT-VALUE}).")
         String device;
 
+        private Communicator opened;
+
+        /** Leaves the ranks' world (MPI_Finalize: mpirun counts a rank that exits without it as failed). */
+        void close() {
+            if (opened != null) opened.close();
+            opened = null;
+        }
+
         Stages.RunOptions options(CommandLine cmd, Path outputDir) {
             if (checkpointEvery < 0)
                 throw new CommandLine.ParameterException(cmd, "--checkpoint-every " + checkpointEvery + " must be >= 0");
             if (saveTotalLimit < 0)
                 throw new CommandLine.ParameterException(cmd, "--save-total-limit " + saveTotalLimit + " must be >= 0");
+            // a rank started by mpirun/srun trains data parallel with the others; alone, a single process
+            Communicator comm = Communicator.fromEnvironment();
+            opened = comm;
             Device d;
             try {
-                d = device.equalsIgnoreCase("auto") ? autoDevice() : Device.parse(device);
+                d = device.equalsIgnoreCase("auto") ? autoDevice(comm.localRank()) : Device.parse(device);
             } catch (RuntimeException e) {
                 throw new CommandLine.ParameterException(cmd, "--device " + device + ": " + e.getMessage());
             }
-            return Stages.RunOptions.under(outputDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite).on(d);
+            return Stages.RunOptions.under(outputDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite).on(d)
+                    .over(comm);
         }
 
-        /** The first GPU if the CUDA backend is in this build and sees one, else the CPU. */
-        static Device autoDevice() {
+        /**
+         * The GPU of this rank ({@code localRank} among the node's ranks) if the CUDA backend is in this build and
+         * sees it, else the CPU.
+         */
+        static Device autoDevice(int localRank) {
             try {
-                if (Backend.cuda().map(b -> b.deviceCount() > 0).orElse(false)) return Device.cuda(0);
+                if (Backend.cuda().map(b -> b.deviceCount() > localRank).orElse(false)) return Device.cuda(localRank);
             } catch (RuntimeException | LinkageError e) {
                 // a CUDA library that cannot load (no driver) means no GPU here
             }

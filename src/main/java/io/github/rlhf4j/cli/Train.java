@@ -1,8 +1,10 @@
 package io.github.rlhf4j.cli;
 
+import io.github.rlhf4j.dist.Launch;
 import io.github.rlhf4j.rlhf.Demo;
 import io.github.rlhf4j.rlhf.DemoSettings;
 import io.github.rlhf4j.rlhf.Stages;
+import io.github.rlhf4j.runtime.Backend;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.TreeSet;
@@ -41,8 +43,9 @@ final class Train implements Callable<Integer> {
     Path rewardModel;
 
     @Option(names = "--deployment-type", defaultValue = "single_gpu", paramLabel = "TYPE",
-            description = "single_gpu (this machine: the GPU if there is one, else the CPU), single_node or multi_node "
-                    + "(default: ${DEFAULT-VALUE}).")
+            description = "single_gpu (this process: the GPU if there is one, else the CPU), single_node (mpirun "
+                    + "starts --num-gpus ranks here) or multi_node (mpirun starts ranks on the --hostfile's hosts); "
+                    + "the ranks train data parallel (default: ${DEFAULT-VALUE}).")
     String deploymentType;
 
     @Mixin
@@ -67,21 +70,60 @@ final class Train implements Callable<Integer> {
     @Option(names = "--reward-learning-rate", defaultValue = "5e-5", paramLabel = "LR", description = "(default: ${DEFAULT-VALUE})")
     double rewardLr;
 
+    @Option(names = "--num-gpus", paramLabel = "N", description = "single_node: ranks, one a GPU, on this machine "
+            + "(default: every GPU it has); multi_node: ranks on each host (default: its slots in the hostfile). "
+            + "On a machine without GPUs the ranks share the CPU cores.")
+    Integer numGpus;
+
+    @Option(names = "--hostfile", paramLabel = "FILE", description = "multi_node: the hosts, one 'HOST slots=N' "
+            + "line each, as DeepSpeed's launcher reads them.")
+    Path hostfile;
+
     @Option(names = "--demo-rows", hidden = true, paramLabel = "N", description = "Rows of the demo data (tests).")
     Integer demoRows;
 
     @Override
     public Integer call() {
+        try {
+            return execute();
+        } finally {
+            run.close();
+        }
+    }
+
+    /** GPUs the CUDA backend sees (0 without one: then single_node needs --num-gpus). */
+    private static int visibleGpus() {
+        try {
+            return Backend.cuda().map(Backend::deviceCount).orElse(0);
+        } catch (RuntimeException | LinkageError e) {
+            return 0;
+        }
+    }
+
+    private Integer execute() {
         CommandLine cmd = spec.commandLine();
-        switch (deploymentType) {
-            case "single_gpu" -> {}
-            case "single_node", "multi_node" -> throw new CommandLine.ParameterException(cmd, "--deployment-type "
-                    + deploymentType + " needs the stages to train data-parallel over MPI ranks, which is not "
-                    + "available yet: the communicator (MPI, NCCL), the ZeRO-1 optimizer and the mpirun launcher "
-                    + "exist (io.github.rlhf4j.dist, deploy/), the stages do not use them yet; use --deployment-type "
-                    + "single_gpu");
-            default -> throw new CommandLine.ParameterException(cmd, "--deployment-type " + deploymentType
-                    + ": expected single_gpu, single_node or multi_node");
+        Launch.Deployment deployment;
+        try {
+            deployment = Launch.Deployment.parse(deploymentType);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(cmd, e.getMessage());
+        }
+        Launch.Rank rank = Launch.Rank.fromEnvironment();
+        if (deployment != Launch.Deployment.SINGLE_GPU && !rank.launched()) {
+            // as DS-Chat's train.py hands over to the deepspeed launcher: start the ranks under mpirun, each running
+            // this same command; they find their place in the environment and train data parallel
+            int n = numGpus != null ? numGpus : deployment == Launch.Deployment.SINGLE_NODE ? visibleGpus() : 0;
+            try {
+                return Launch.plan(deployment, n, hostfile, cmd.getParseResult().originalArgs(),
+                        Launch.thisJvm(Main.class.getName()), Launch.Local.current()).run();
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.ParameterException(cmd, e.getMessage());
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return 130;
+            }
         }
         TreeSet<Integer> todo = new TreeSet<>(steps != null ? steps : List.of(1, 2, 3));
         for (int s : todo)
@@ -95,6 +137,9 @@ final class Train implements Callable<Integer> {
             if (!todo.equals(new TreeSet<>(List.of(1, 2, 3))))
                 throw new CommandLine.ParameterException(cmd, "the embedded demo runs all three steps; --step "
                         + todo + " needs --actor-model and --reward-model");
+            if (guard.world() > 1)
+                throw new CommandLine.ParameterException(cmd, "the embedded demo runs in one process; pass "
+                        + "--actor-model, --reward-model and --data-path to train on several ranks");
             DemoSettings s = DemoSettings.defaults().withSeed(data.seed).withMaxSteps(training.maxSteps);
             if (demoRows != null) s = s.withRows(demoRows);
             if (ppo.enableEma) s = s.withEma(true);

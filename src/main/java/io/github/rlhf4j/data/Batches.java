@@ -39,6 +39,7 @@ public final class Batches<B> {
     private final int batchSize;
     private final boolean shuffle;
     private final long seed;
+    private final int rank, world;
     private int epoch, offset;
     private int[] order; // of `epoch`
     private int orderEpoch = -1;
@@ -48,17 +49,33 @@ public final class Batches<B> {
      * @param shuffle a new seeded order each epoch (training), or file order (evaluation)
      */
     public Batches(Samples<B> samples, int batchSize, boolean shuffle, long seed) {
+        this(samples, batchSize, shuffle, seed, 0, 1);
+    }
+
+    /**
+     * Rank {@code rank}'s share of data-parallel batches over {@code world} ranks (torch's DistributedSampler with
+     * the same seed on every rank): each step takes the next {@code batchSize x world} samples of the epoch's order,
+     * and this rank gets its contiguous share. Every rank gets the same number of rows: the epoch's last, smaller
+     * step is split evenly and its shares are filled up from the start of the epoch's order (as DistributedSampler
+     * pads). Positions are global, so every rank saves and resumes the same one.
+     */
+    public Batches(Samples<B> samples, int batchSize, boolean shuffle, long seed, int rank, int world) {
         this.samples = Objects.requireNonNull(samples, "samples");
         if (batchSize < 1) throw new IllegalArgumentException("batchSize must be at least 1, got " + batchSize);
         if (samples.size() == 0) throw new IllegalArgumentException("no samples to make batches of");
+        if (world < 1 || rank < 0 || rank >= world)
+            throw new IllegalArgumentException("rank " + rank + " of a world of " + world);
         this.batchSize = batchSize;
         this.shuffle = shuffle;
         this.seed = seed;
+        this.rank = rank;
+        this.world = world;
     }
 
-    /** Batches in each epoch: {@code ceil(samples / batchSize)}. */
+    /** Steps in each epoch: {@code ceil(samples / (batchSize x world))}. */
     public int batchesPerEpoch() {
-        return (samples.size() + batchSize - 1) / batchSize;
+        long global = (long) batchSize * world;
+        return (int) ((samples.size() + global - 1) / global);
     }
 
     /** The position of the batch {@link #next()} returns. */
@@ -82,8 +99,16 @@ public final class Batches<B> {
     /** The next batch; after an epoch's last batch, the position moves to the start of the next epoch. */
     public B next() {
         int[] o = orderOf(epoch);
-        int end = Math.min(o.length, offset + batchSize);
-        B batch = samples.batch(Arrays.copyOfRange(o, offset, end));
+        int end = (int) Math.min(o.length, offset + (long) batchSize * world);
+        B batch;
+        if (world == 1) {
+            batch = samples.batch(Arrays.copyOfRange(o, offset, end));
+        } else {
+            int share = (end - offset + world - 1) / world;
+            int[] mine = new int[share];
+            for (int k = 0; k < share; k++) mine[k] = o[(offset + rank * share + k) % o.length];
+            batch = samples.batch(mine);
+        }
         offset = end;
         if (offset == o.length) {
             epoch++;

@@ -25,6 +25,19 @@ public final class MetricsLog implements AutoCloseable {
         this(file, false);
     }
 
+    /**
+     * A log that counts its lines and writes nothing: a data-parallel rank other than 0 keeps the same counters as
+     * rank 0 without writing the same file.
+     */
+    public static MetricsLog discarding() {
+        return new MetricsLog();
+    }
+
+    private MetricsLog() {
+        this.file = null;
+        this.out = new BufferedWriter(java.io.Writer.nullWriter());
+    }
+
     /** With {@code append}, lines go after the file's existing ones (a resumed stage); else the file starts empty. */
     public MetricsLog(Path file, boolean append) {
         this.file = file;

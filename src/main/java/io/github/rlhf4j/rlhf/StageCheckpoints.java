@@ -58,7 +58,7 @@ final class StageCheckpoints {
         this.metrics = metrics;
         this.log = log;
         this.dir = run.checkpointDir() == null ? null : run.checkpointDir().resolve(stage);
-        if (dir == null) return;
+        if (dir == null || !run.writes()) return; // data parallel: rank 0 alone tidies, writes and rotates
         try {
             Checkpoint.removeLeftovers(dir);
             List<Path> old = Checkpoint.list(dir);
@@ -122,6 +122,8 @@ final class StageCheckpoints {
             return null;
         }
         saved.restore(chosen);
+        last = chosen;
+        if (!run.writes()) return chosen; // the metrics file is rank 0's
         List<String> lines = chosen.metricsLines(metrics.getFileName().toString(),
                 chosen.state().path("metrics_lines").asInt());
         try {
@@ -141,6 +143,7 @@ final class StageCheckpoints {
 
     /** The stage's metrics log: appended to after a resume, else started afresh. */
     MetricsLog metrics(Checkpoint from) {
+        if (!run.writes()) return MetricsLog.discarding();
         return new MetricsLog(metrics, from != null);
     }
 
@@ -154,6 +157,7 @@ final class StageCheckpoints {
      * oldest beyond the limit, and redraws the plot.
      */
     void save(long step, long total, Saved saved, ObjectNode state, MetricsLog log) {
+        if (!run.writes()) return;
         state.put("metrics_lines", log.lines());
         try (Checkpoint.Writer w = new Checkpoint.Writer(dir, step)) {
             saved.write(w, state);
@@ -166,6 +170,7 @@ final class StageCheckpoints {
 
     /** Records the finished stage's figures in its last checkpoint, and draws the final plot (waiting for it). */
     void complete(ObjectNode result) {
+        if (!run.writes()) return;
         if (last != null) last = last.withResult(result);
         plot();
         if (run.plotsDir() != null) Plots.awaitDrawn();
@@ -190,6 +195,7 @@ final class StageCheckpoints {
      * a failed run.
      */
     void plot() {
+        if (!run.writes()) return;
         if (run.plotsDir() == null || plotFailed || !Files.exists(metrics)) return;
         Path png = run.plotsDir().resolve(stage + ".png");
         Plots.drawLater(metrics, png, e -> {

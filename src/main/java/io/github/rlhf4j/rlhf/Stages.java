@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.data.Batches;
+import io.github.rlhf4j.dist.Communicator;
 import io.github.rlhf4j.data.DataSplit;
 import io.github.rlhf4j.data.Dataset;
 import io.github.rlhf4j.data.LmBatch;
@@ -103,11 +104,16 @@ public final class Stages {
      * at every checkpoint and at the end.
      */
     public record RunOptions(Path checkpointDir, long checkpointEvery, int saveTotalLimit, boolean resume,
-                             boolean skipNonFinite, Path plotsDir, Device device) {
+                             boolean skipNonFinite, Path plotsDir, Device device, Communicator comm) {
         /** No checkpoints, no plots, stop on NaN, on the CPU: what a library caller gets by default. */
-        public static final RunOptions NONE = new RunOptions(null, 0, 0, false, false, null, null);
+        public static final RunOptions NONE = new RunOptions(null, 0, 0, false, false, null, null, null);
 
-        /** {@code device} null: the CPU. */
+        /**
+         * {@code device} null: the CPU. {@code comm} null or of one rank: one process; else data parallel over its
+         * ranks (each rank its share of every batch, gradients all-reduced: ZeRO stage 0), rank 0 alone writing
+         * logs, metrics, plots, checkpoints and models, and every rank resuming from rank 0's checkpoints (a shared
+         * file system).
+         */
         public RunOptions {
             if (checkpointEvery < 0)
                 throw new IllegalArgumentException("--checkpoint-every " + checkpointEvery + " must be >= 0");
@@ -119,18 +125,44 @@ public final class Stages {
 
         public RunOptions(Path checkpointDir, long checkpointEvery, int saveTotalLimit, boolean resume,
                           boolean skipNonFinite, Path plotsDir) {
-            this(checkpointDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite, plotsDir, null);
+            this(checkpointDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite, plotsDir, null, null);
         }
 
         /** The command line's: checkpoints in {@code output/checkpoints}, plots in {@code output/plots}. */
         public static RunOptions under(Path outputDir, long checkpointEvery, int saveTotalLimit, boolean resume,
                                        boolean skipNonFinite) {
             return new RunOptions(outputDir.resolve("checkpoints"), checkpointEvery, saveTotalLimit, resume,
-                    skipNonFinite, outputDir.resolve("plots"), null);
+                    skipNonFinite, outputDir.resolve("plots"), null, null);
         }
 
         public RunOptions on(Device d) {
-            return new RunOptions(checkpointDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite, plotsDir, d);
+            return new RunOptions(checkpointDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite, plotsDir, d,
+                    comm);
+        }
+
+        /** Data parallel over {@code c}'s ranks. */
+        public RunOptions over(Communicator c) {
+            return new RunOptions(checkpointDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite, plotsDir,
+                    device, c);
+        }
+
+        /** The ranks this run trains over (one: a single process). */
+        public int world() {
+            return comm == null ? 1 : comm.worldSize();
+        }
+
+        public int rank() {
+            return comm == null ? 0 : comm.rank();
+        }
+
+        /** Whether this process writes the run's files (rank 0). */
+        public boolean writes() {
+            return rank() == 0;
+        }
+
+        /** Waits for every rank (after rank 0 wrote a stage's outputs, before anyone reads them). */
+        void barrier() {
+            if (world() > 1) comm.barrier();
         }
 
         /** The device the stages train on. */
@@ -347,6 +379,7 @@ public final class Stages {
 
     /** Step 1 with checkpoints, resume, NaN skipping and plots as {@code run} says. */
     public static SftResult sft(SftSettings s, RunOptions run, PrintWriter log) {
+        log = run.writes() ? log : new PrintWriter(java.io.Writer.nullWriter()); // rank 0 speaks
         StageCheckpoints ck = new StageCheckpoints("step1", "step 1", run, settingsOf(s), s.metrics(), log);
         JsonNode done = ck.finished(s.out());
         if (done != null)
@@ -365,13 +398,15 @@ public final class Stages {
             SftSamples eval = SftSamples.build(split.pairs(Phase.SFT, DataSplit.Part.EVAL), enc, s.maxSeqLen());
             log.printf("step 1 data: train %s; eval %s%n", train.skips().summary(), eval.skips().summary());
             requireRows("step 1", train.size(), s.data());
-            Batches<LmBatch> batches = new Batches<>(train, s.training().batchSize(), true, s.data().seed());
+            Batches<LmBatch> batches = new Batches<>(train, s.training().batchSize(), true, s.data().seed(),
+                    run.rank(), run.world());
             long steps = s.training().steps(batches.batchesPerEpoch());
+            dataParallel(log, "step 1", run, s.training());
             log.printf(Locale.ROOT, "step 1 (sft): %s, %,d parameters, %d samples, %d steps%n", s.model(),
                     hf.parameters().parameterCount(), train.size(), steps);
             double ppl;
             try (Optimized opt = new Optimized(hf.parameters(), new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0, s.options().loraLr()))) {
+                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), 0)) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 SftTrainer trainer = new SftTrainer(hf.model(), opt);
                 Transformer base = hf.model().base();
@@ -429,7 +464,8 @@ public final class Stages {
                 }
                 log.printf(Locale.ROOT, "step 1 eval: perplexity %.4f on %d samples%n", ppl, eval.size());
                 reportSkips(log, "step 1", steps, opt.skippedSteps(), opt.lastSkipReason());
-                HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
+                if (run.writes()) HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
+                run.barrier();
                 log.printf("step 1 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
                 StageCheckpoints.putDouble(result, "perplexity", ppl);
@@ -451,6 +487,7 @@ public final class Stages {
 
     /** Step 2 with checkpoints, resume, NaN skipping and plots as {@code run} says. */
     public static RewardResult reward(RewardSettings s, RunOptions run, PrintWriter log) {
+        log = run.writes() ? log : new PrintWriter(java.io.Writer.nullWriter()); // rank 0 speaks
         StageCheckpoints ck = new StageCheckpoints("step2", "step 2", run, settingsOf(s), s.metrics(), log);
         JsonNode done = ck.finished(s.out());
         if (done != null)
@@ -474,14 +511,16 @@ public final class Stages {
             PairSamples eval = PairSamples.build(split.pairs(Phase.REWARD, DataSplit.Part.EVAL), enc, s.maxSeqLen());
             log.printf("step 2 data: train %s; eval %s%n", train.skips().summary(), eval.skips().summary());
             requireRows("step 2", train.size(), s.data());
-            Batches<PairBatch> batches = new Batches<>(train, s.training().batchSize(), true, s.data().seed());
+            Batches<PairBatch> batches = new Batches<>(train, s.training().batchSize(), true, s.data().seed(),
+                    run.rank(), run.world());
             long steps = s.training().steps(batches.batchesPerEpoch());
+            dataParallel(log, "step 2", run, s.training());
             log.printf(Locale.ROOT, "step 2 (reward model): %s%s, %,d parameters, %d pairs, %d steps%n", s.model(),
                     loaded.notInCheckpoint().isEmpty() ? "" : " (fresh " + String.join(", ", loaded.notInCheckpoint()) + ")",
                     store.parameterCount(), train.size(), steps);
             RewardTrainer.Evaluation ev;
             try (Optimized opt = new Optimized(store, new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0, s.options().loraLr()))) {
+                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), 0)) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 RewardTrainer trainer = new RewardTrainer(rm, opt, enc.padId(), enc.paddingAtBeginning());
                 rm.base().setGradientCheckpointing(s.options().gradientCheckpointing());
@@ -544,7 +583,8 @@ public final class Stages {
                 log.printf(Locale.ROOT, "step 2 eval: accuracy %.4f, chosen score %.4f, rejected score %.4f (%d pairs)%n",
                         ev.accuracy(), ev.chosenScore(), ev.rejectedScore(), ev.pairs());
                 reportSkips(log, "step 2", steps, opt.skippedSteps(), opt.lastSkipReason());
-                HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
+                if (run.writes()) HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
+                run.barrier();
                 log.printf("step 2 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
                 StageCheckpoints.putDouble(result, "accuracy", ev.accuracy());
@@ -569,6 +609,7 @@ public final class Stages {
 
     /** Step 3 with checkpoints, resume, NaN skipping and plots as {@code run} says. */
     public static PpoResult ppo(PpoSettings s, RunOptions run, PrintWriter log) {
+        log = run.writes() ? log : new PrintWriter(java.io.Writer.nullWriter()); // rank 0 speaks
         StageCheckpoints ck = new StageCheckpoints("step3", "step 3", run, settingsOf(s), s.metrics(), log);
         Path actorOut = s.out().resolve("actor"), criticOut = s.out().resolve("critic");
         Path emaOut = s.enableEma() ? s.out().resolve("actor_ema") : null;
@@ -596,10 +637,12 @@ public final class Stages {
                 if (blocks.size() == 0)
                     throw new IllegalArgumentException("unsupervised dataset " + s.unsupervisedDataset()
                             + " gives no block of " + (s.maxPromptSeqLen() + s.maxAnswerSeqLen()) + " tokens");
-                unsup = new Batches<>(blocks, s.training().batchSize(), true, s.data().seed());
+                unsup = new Batches<>(blocks, s.training().batchSize(), true, s.data().seed(), run.rank(), run.world());
             }
-            Batches<PromptBatch> batches = new Batches<>(prompts, s.training().batchSize(), true, s.data().seed());
+            Batches<PromptBatch> batches = new Batches<>(prompts, s.training().batchSize(), true, s.data().seed(),
+                    run.rank(), run.world());
             long steps = s.training().steps(batches.batchesPerEpoch());
+            dataParallel(log, "step 3", run, s.training());
             if (s.generationBatches() > steps)
                 throw new IllegalArgumentException("--generation-batches " + s.generationBatches() + " exceeds the "
                         + steps + " prompt batches of step 3: no PPO step would run");
@@ -648,10 +691,10 @@ public final class Stages {
                 new Lora.Config(s.actorOptions().loraDim(), s.actorOptions().loraFilter(actorConfig), false).applyTo(ema);
             try (RlhfEngine engine = new RlhfEngine(actor,
                     new Optimized(actorStore, new Optimized.Settings(s.actorLr(), s.actorWeightDecay(), schedule, 1.0,
-                            s.actorOptions().loraLr())),
+                            s.actorOptions().loraLr()), run.comm(), 0),
                     ref, refStore, critic,
                     new Optimized(criticStore, new Optimized.Settings(s.criticLr(), s.criticWeightDecay(), schedule, 1.0,
-                            s.criticOptions().loraLr())),
+                            s.criticOptions().loraLr()), run.comm(), 0),
                     reward, rewardStore, s.enableEma());
                  ParameterStore emaStore = ema == null ? null : ParameterStore.allocate(ema, dev, DType.F32, 0, false)) {
                 Optimized actorOpt = engine.actorOptimizer(), criticOpt = engine.criticOptimizer();
@@ -811,13 +854,16 @@ public final class Stages {
                 skippedSteps = actorOpt.skippedSteps() + criticOpt.skippedSteps();
                 reportSkips(log, "step 3", steps, skippedSteps, criticOpt.lastSkipReason() != null
                         ? criticOpt.lastSkipReason() : actorOpt.lastSkipReason());
-                HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
-                HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
-                if (emaOut != null) {
+                if (run.writes()) {
+                    HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
+                    HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
+                }
+                if (emaOut != null && run.writes()) {
                     emaStore.data().copyFromTensor(engine.actorEma().shadow(), false); // same config, same layout
                     HfModel.save(ema, actorJson, emaOut, s.actor(), DType.F32, SHARD);
                 }
             }
+            run.barrier();
             log.printf("step 3 saved %s%n", s.out());
             ObjectNode result = JSON.createObjectNode();
             result.set("last", losses(last));
@@ -827,6 +873,17 @@ public final class Stages {
             log.flush();
             return new PpoResult(last, steps, actorOut, criticOut, emaOut, skippedSteps);
         }
+    }
+
+    private static void dataParallel(PrintWriter log, String stage, RunOptions run, Training t) {
+        if (run.world() > 1 && !run.deviceOrCpu().isCpu())
+            throw new UnsupportedOperationException(stage + ": data-parallel training on " + run.deviceOrCpu()
+                    + " needs the NCCL communicator in the stages, which is not wired yet (the MPI one moves host "
+                    + "memory only); train on one GPU, or on the CPU ranks with --device cpu");
+        if (run.world() > 1)
+            log.printf(Locale.ROOT, "%s: data parallel over %d ranks (ZeRO stage 0): each takes %d rows of a global "
+                    + "batch of %d; rank 0 writes the logs, checkpoints and models%n", stage, run.world(),
+                    t.batchSize(), t.batchSize() * run.world());
     }
 
     // ---- checkpoint and metrics helpers ----------------------------------------------------------------------------
