@@ -160,6 +160,21 @@ public final class Stages {
             return rank() == 0;
         }
 
+        /**
+         * The mean over ranks of each of {@code values} (one all-reduce), what a logged figure of a data-parallel
+         * step is; the values themselves alone.
+         */
+        double[] mean(double... values) {
+            if (world() == 1) return values;
+            try (Autograd.NoGrad ignored = Autograd.noGrad(); Scope s = Scope.open(Device.cpu())) {
+                Tensor t = Tensor.of(values.clone());
+                comm.allReduce(t);
+                double[] out = t.toDoubleArray();
+                for (int i = 0; i < out.length; i++) out[i] /= world();
+                return out;
+            }
+        }
+
         /** Waits for every rank (after rank 0 wrote a stage's outputs, before anyone reads them). */
         void barrier() {
             if (world() > 1) comm.barrier();
@@ -446,7 +461,7 @@ public final class Stages {
                         LmBatch b = batches.next();
                         double lr = opt.lr();
                         long skipped = opt.skippedSteps(), t0 = System.nanoTime();
-                        loss = trainer.step(b);
+                        loss = run.mean(trainer.step(b))[0];
                         double tps = tokens(b.attentionMask()) / ((System.nanoTime() - t0) / 1e9);
                         metrics.log(line(skips(log, "step 1", i, skipped, opt), "step", i, "loss", loss, "lr", lr,
                                 "tokens_per_s", tps, "elapsed_s", elapsed0 + bar.elapsed()));
@@ -560,7 +575,9 @@ public final class Stages {
                         PairBatch b = batches.next();
                         double lr = opt.lr();
                         long skipped = opt.skippedSteps(), t0 = System.nanoTime();
-                        RewardTrainer.Step st = trainer.train(b);
+                        RewardTrainer.Step one = trainer.train(b);
+                        double[] m = run.mean(one.loss(), one.accuracy(), one.chosenScore(), one.rejectedScore());
+                        RewardTrainer.Step st = new RewardTrainer.Step(m[0], m[1], m[2], m[3]);
                         loss = st.loss();
                         double tps = tokens(b.attentionMask()) / ((System.nanoTime() - t0) / 1e9);
                         metrics.log(line(skips(log, "step 2", i, skipped, opt), "step", i, "loss", loss, "accuracy",
@@ -829,6 +846,11 @@ public final class Stages {
                             for (Experience x : pending) x.close();
                             pending.clear();
                             pendingUnsup.clear();
+                            double[] m = run.mean(last.actorLoss(), last.criticLoss(), last.averageReward(), last.kl(),
+                                    last.answerLength(), unsupLoss);
+                            last = new PpoTrainer.Losses(m[0], m[1], m[2], m[3], m[4], last.actorGradNorm(),
+                                    last.criticGradNorm());
+                            unsupLoss = m[5];
                             double tps = tokens / ((System.nanoTime() - t0) / 1e9);
                             metrics.log(line(skips(log, "step 3", i, skipped, actorOpt, criticOpt), "step", i,
                                     "actor_loss", last.actorLoss(), "critic_loss", last.criticLoss(), "reward",

@@ -103,6 +103,17 @@ class DataParallelTrainTest {
         for (int step = 1; step <= 3; step++)
             assertTrue(log.contains("step " + step + ": data parallel over 2 ranks (ZeRO stage 0): each takes 2 rows of "
                     + "a global batch of 4"), log);
+        // the logged figures are means over ranks. At the first step of step 2 (the same weights in both runs, two
+        // pairs a rank) the mean of the ranks' accuracies and end scores is the one process's figure over its four
+        // pairs, up to rounding
+        com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+        var ranks = json.readTree(Files.readAllLines(dp.resolve("logs/step2.jsonl")).get(0));
+        var alone = json.readTree(Files.readAllLines(one.resolve("logs/step2.jsonl")).get(0));
+        System.out.printf("DataParallelTrainTest: step 2's first step, 2 ranks %s%n  1 process %s%n", ranks, alone);
+        assertEquals(alone.get("accuracy").asDouble(), ranks.get("accuracy").asDouble(), 1e-9, "accuracy");
+        for (String k : List.of("chosen_score", "rejected_score"))
+            assertEquals(alone.get(k).asDouble(), ranks.get(k).asDouble(),
+                    1e-5 * (1 + Math.abs(alone.get(k).asDouble())), k);
         for (String m : List.of("actor-models/init", "reward-models/init", "step3-models/init/actor",
                 "step3-models/init/critic"))
             assertTrue(Files.isRegularFile(dp.resolve(m).resolve("model.safetensors")), m);
