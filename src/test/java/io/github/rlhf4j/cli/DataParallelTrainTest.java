@@ -38,27 +38,29 @@ class DataParallelTrainTest {
         return false;
     }
 
-    List<String> train(Path init, Path hh, Path out, int batch) {
+    List<String> train(Path init, Path hh, Path out, int batch, int steps) {
         return new ArrayList<>(List.of("train", "--actor-model", init.toString(), "--reward-model", init.toString(),
                 "--data-path", hh.toString(), "--data-split", "1,1,1", "--max-seq-len", "48",
                 "--max-prompt-seq-len", "48", "--max-answer-seq-len", "4", "--per-device-train-batch-size",
-                Integer.toString(batch), "--num-train-epochs", "20", "--max-steps", "3", "--sft-learning-rate", "1e-2",
+                Integer.toString(batch), "--num-train-epochs", "20", "--max-steps", Integer.toString(steps), "--sft-learning-rate", "1e-2",
                 "--reward-learning-rate", "1e-2", "--actor-learning-rate", "1e-3", "--critic-learning-rate", "1e-3",
                 "--num-warmup-steps", "0", "--device", "cpu", "--output-dir", out.toString()));
     }
 
-    @Test
-    void singleNodeStartsRanksThatTrainTheThreeStepsDataParallel() throws Exception {
-        assumeTrue(hasMpirun(), "no mpirun on the PATH");
+    Path init, hh;
+
+    /** A tiny GPT-2 with dropout off, and 60 hh-rlhf style pairs of one length. */
+    void fixtures() throws Exception {
         // dropout off: with it, a rank draws the masks of its own rows where one process draws those of all rows
-        Path init = tmp.resolve("init"), config = tmp.resolve("config.json");
+        init = tmp.resolve("init");
+        Path config = tmp.resolve("config.json");
         Files.writeString(config, TestModels.config("opt_style", 64).replace("\"initializer_range\"",
                 "\"embd_pdrop\": 0.0, \"resid_pdrop\": 0.0, \"attn_pdrop\": 0.0, \"initializer_range\""));
         Cli made = Cli.run("init-model", "--config", config.toString(), "--out", init.toString(), "--seed", "5",
                 "--tokenizer", TestModels.tokenizerFixture("opt_style").toString());
         assertEquals(0, made.exit(), made.toString());
         // 60 hh-rlhf style pairs: enough rows that every rank gets rows of its own
-        Path hh = tmp.resolve("pairs.jsonl");
+        hh = tmp.resolve("pairs.jsonl");
         StringBuilder rows = new StringBuilder();
         String[] words = {"river", "stone", "lamp", "garden", "window", "cloud", "bread", "violin", "harbor", "maple"};
         for (int i = 0; i < 60; i++) {
@@ -74,26 +76,44 @@ class DataParallelTrainTest {
                     .put("rejected", prompt + " " + r.toString().trim() + " no.")).append('\n');
         }
         Files.writeString(hh, rows);
-        Path dp = tmp.resolve("dp"), one = tmp.resolve("one");
+    }
 
+    /** {@code train ... --deployment-type single_node --num-gpus 2} in a child JVM, its output in {@code log}. */
+    Process startDataParallel(Path out, Path log, int steps, String... extra) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 Main.class.getName()));
-        cmd.addAll(train(init, hh, dp, 2));
+        cmd.addAll(train(init, hh, out, 2, steps));
         cmd.addAll(List.of("--deployment-type", "single_node", "--num-gpus", "2"));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
-                .redirectOutput(tmp.resolve("dp.log").toFile()).directory(tmp.toFile());
+        cmd.addAll(List.of(extra));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile())
+                .directory(tmp.toFile());
         Map<String, String> env = pb.environment();
         env.put("OMPI_ALLOW_RUN_AS_ROOT", "1");
         env.put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
         env.put("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
         env.put("RLHF4J_MPIRUN_OPTS", "--oversubscribe");
-        Process p = pb.start();
-        assertTrue(p.waitFor(300, TimeUnit.SECONDS), "the data-parallel run did not finish");
-        String log = Files.readString(tmp.resolve("dp.log"));
-        assertEquals(0, p.exitValue(), log);
+        return pb.start();
+    }
 
-        Cli single = Cli.run(train(init, hh, one, 4).toArray(String[]::new));
+    String runDataParallel(Path out, String name, int steps, String... extra) throws Exception {
+        Path log = tmp.resolve(name + ".log");
+        Process p = startDataParallel(out, log, steps, extra);
+        assertTrue(p.waitFor(300, TimeUnit.SECONDS), name + ": the data-parallel run did not finish");
+        String text = Files.readString(log);
+        assertEquals(0, p.exitValue(), name + ":\n" + text);
+        return text;
+    }
+
+    @Test
+    void singleNodeStartsRanksThatTrainTheThreeStepsDataParallel() throws Exception {
+        assumeTrue(hasMpirun(), "no mpirun on the PATH");
+        fixtures();
+        Path dp = tmp.resolve("dp"), one = tmp.resolve("one");
+
+        String log = runDataParallel(dp, "dp", 3);
+
+        Cli single = Cli.run(train(init, hh, one, 4, 3).toArray(String[]::new));
         assertEquals(0, single.exit(), single.toString());
 
         // rank 0 alone logged: one line per step (and the eval line), not one per rank
@@ -141,5 +161,50 @@ class DataParallelTrainTest {
             assertTrue(cos > 0.99, "the two runs moved the weights differently: cosine " + cos);
             assertTrue(ratio > 0.8 && ratio < 1.25, "size ratio " + ratio);
         }
+    }
+
+    /**
+     * kill -9 of one rank in the middle of step 1: mpirun ends the whole job (the other rank does not hang), and
+     * the same command with {@code --resume} continues from rank 0's last checkpoint and ends with the same model
+     * bytes as a data-parallel run that was never interrupted.
+     */
+    @Test
+    void aKilledRankEndsTheJobAndResumeReachesTheUninterruptedRunsBytes() throws Exception {
+        assumeTrue(hasMpirun(), "no mpirun on the PATH");
+        fixtures();
+        Path whole = tmp.resolve("whole"), cut = tmp.resolve("cut");
+        String[] longer = {"--checkpoint-every", "2", "--save-total-limit", "0"};
+        runDataParallel(whole, "whole", 8, longer);
+
+        Path log = tmp.resolve("killed.log");
+        Process top = startDataParallel(cut, log, 8, longer);
+        Path second = cut.resolve("checkpoints/step1/checkpoint-4/manifest.json");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(240);
+        while (!Files.exists(second) && top.isAlive() && System.nanoTime() < deadline) Thread.sleep(20);
+        assertTrue(Files.exists(second), "no checkpoint-4 in step 1:\n" + Files.readString(log));
+        // a rank: a JVM whose parent is mpirun (Open MPI's orterun), not the launching JVM above it
+        ProcessHandle rank = top.toHandle().descendants()
+                .filter(h -> h.info().command().orElse("").endsWith("java"))
+                .filter(h -> h.parent().flatMap(q -> q.info().command()).map(c -> c.endsWith("orterun")
+                        || c.endsWith("mpirun") || c.endsWith("mpiexec")).orElse(false))
+                .reduce((a, b) -> b).orElseThrow(() -> new AssertionError("no rank process below mpirun"));
+        long killedAt = System.nanoTime();
+        assertTrue(rank.destroyForcibly(), "kill -9 of rank pid " + rank.pid());
+        assertTrue(top.waitFor(60, TimeUnit.SECONDS), "the job did not end within 60 s of a rank's kill -9");
+        double seconds = (System.nanoTime() - killedAt) / 1e9;
+        String killed = Files.readString(log);
+        System.out.printf("DataParallelTrainTest: kill -9 of rank pid %d ended the job in %.1f s (exit %d)%n",
+                rank.pid(), seconds, top.exitValue());
+        assertTrue(top.exitValue() != 0, "a job that lost a rank must fail:\n" + killed);
+        // mpirun names the lost rank: "mpirun noticed that process rank 1 with PID ... exited on signal 9 (Killed)"
+        assertTrue(killed.matches("(?s).*process rank [01] with PID \\d+ .*exited on signal 9.*"), killed);
+        assertTrue(!Files.exists(cut.resolve("step3-models/init/actor/model.safetensors")), "step 3 never ran");
+
+        String resumed = runDataParallel(cut, "resumed", 8, longer[0], longer[1], longer[2], longer[3], "--resume");
+        assertTrue(resumed.contains("step 1: resuming from"), resumed);
+        for (String m : List.of("actor-models/init", "reward-models/init", "step3-models/init/actor",
+                "step3-models/init/critic"))
+            assertEquals(-1, Files.mismatch(whole.resolve(m).resolve("model.safetensors"),
+                    cut.resolve(m).resolve("model.safetensors")), m + " differs from the uninterrupted run");
     }
 }
