@@ -59,6 +59,7 @@ import torch.nn.functional as F
 import transformers
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
+from dschat_reference import get_optimizer_grouped_parameters  # verbatim DS-Chat, shared by the generators
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "resources", "fixtures", "ppo_step")
 DTYPE = torch.float64
@@ -66,56 +67,6 @@ if "--float32" in sys.argv:  # a probe of float32 rounding for choosing the Java
     DTYPE = torch.float32
 
 
-# ==== verbatim from dschat/utils/utils.py ===========================================================================
-def get_optimizer_grouped_parameters(
-    model,
-    weight_decay,
-    lora_lr=5e-4,
-    no_decay_name_list=[
-        "bias", "layer_norm.weight", "layernorm.weight", "norm.weight",
-        "ln_f.weight"
-    ],
-    lora_name_list=["lora_right_weight", "lora_left_weight"],
-):
-    optimizer_grouped_parameters = [
-        {
-            "params": [
-                p for n, p in model.named_parameters()
-                if (not any(nd in n.lower() for nd in no_decay_name_list)
-                    and p.requires_grad and not any(nd in n.lower()
-                                                    for nd in lora_name_list))
-            ],
-            "weight_decay":
-            weight_decay,
-        },
-        {
-            "params": [
-                p for n, p in model.named_parameters()
-                if (not any(nd in n.lower() for nd in no_decay_name_list)
-                    and p.requires_grad and any(nd in n.lower()
-                                                for nd in lora_name_list))
-            ],
-            "weight_decay":
-            weight_decay,
-            "lr":
-            lora_lr
-        },
-        {
-            "params": [
-                p for n, p in model.named_parameters()
-                if (any(nd in n.lower()
-                        for nd in no_decay_name_list) and p.requires_grad)
-            ],
-            "weight_decay":
-            0.0,
-        },
-    ]
-
-    non_empty_groups = []
-    for group in optimizer_grouped_parameters:
-        if group["params"]:
-            non_empty_groups.append(group)
-    return non_empty_groups
 
 
 # ==== verbatim from dschat/utils/model/reward_model.py ==============================================================

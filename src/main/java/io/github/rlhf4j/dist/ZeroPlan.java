@@ -4,6 +4,8 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import io.github.rlhf4j.nn.Module;
+import io.github.rlhf4j.nn.Parameter;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.runtime.Abi;
 import io.github.rlhf4j.runtime.Backend;
@@ -86,20 +88,44 @@ public final class ZeroPlan {
      * {@code decoder.layers}), everything after the last (final norm, heads).
      */
     public static long[] layerGroups(ParameterStore store) {
+        List<String> names = new ArrayList<>();
+        long[] offsets = new long[store.entries().size()];
+        for (ParameterStore.Entry e : store.entries()) {
+            offsets[names.size()] = e.offset();
+            names.add(e.name());
+        }
+        return layerGroups(names, offsets, store.flatSize());
+    }
+
+    /**
+     * The same cut for a model laid out as {@link ParameterStore#allocate} would lay it out, without allocating it:
+     * what {@link ZeroScale} plans for models too large for this machine.
+     */
+    public static long[] layerGroups(Module model) {
+        List<String> names = new ArrayList<>(model.namedParameters().keySet());
+        long[] offsets = new long[names.size()];
+        long offset = 0;
+        int i = 0;
+        for (Parameter p : model.namedParameters().values()) {
+            offsets[i++] = offset;
+            offset += (p.numel() + ParameterStore.ALIGN - 1) / ParameterStore.ALIGN * ParameterStore.ALIGN;
+        }
+        return layerGroups(names, offsets, offset);
+    }
+
+    /** Cuts [0, end) where the parameter {@code names[i]} at {@code offsets[i]} starts another group. */
+    private static long[] layerGroups(List<String> names, long[] offsets, long end) {
         List<Long> cuts = new ArrayList<>();
         cuts.add(0L);
         String current = null;
-        for (ParameterStore.Entry e : store.entries()) {
-            String layer = layerOf(e.name());
+        for (int i = 0; i < names.size(); i++) {
+            String layer = layerOf(names.get(i));
             String key = layer == null ? (current == null || current.startsWith("#pre") ? "#pre" : "#post") : layer;
-            if (current != null && !key.equals(current) && e.offset() > cuts.get(cuts.size() - 1)) cuts.add(e.offset());
+            if (current != null && !key.equals(current) && offsets[i] > cuts.get(cuts.size() - 1)) cuts.add(offsets[i]);
             current = key;
         }
-        long end = store.flatSize();
         if (end > cuts.get(cuts.size() - 1)) cuts.add(end);
-        long[] out = new long[cuts.size()];
-        for (int i = 0; i < out.length; i++) out[i] = cuts.get(i);
-        return out;
+        return cuts.stream().mapToLong(Long::longValue).toArray();
     }
 
     /** "h.3" for "transformer.h.3.attn.c_attn.weight", null outside the layer stack. */

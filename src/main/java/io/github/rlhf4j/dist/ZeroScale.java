@@ -3,8 +3,6 @@ package io.github.rlhf4j.dist;
 import io.github.rlhf4j.bench.OptPresets;
 import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.ModelConfig;
-import io.github.rlhf4j.nn.Parameter;
-import io.github.rlhf4j.nn.ParameterStore;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -35,30 +33,12 @@ public final class ZeroScale {
 
     private ZeroScale() {}
 
-    /** The flat layout's layer boundaries of a model, as a ParameterStore would lay it out (nothing allocated). */
-    static long[] boundaries(CausalLM model) {
-        List<Long> cuts = new ArrayList<>();
-        cuts.add(0L);
-        long offset = 0;
-        String current = null;
-        for (var e : model.namedParameters().entrySet()) {
-            String layer = ZeroPlan.layerOf(e.getKey());
-            String key = layer == null ? (current == null || current.startsWith("#pre") ? "#pre" : "#post") : layer;
-            if (current != null && !key.equals(current) && offset > cuts.get(cuts.size() - 1)) cuts.add(offset);
-            current = key;
-            Parameter p = e.getValue();
-            offset += (p.numel() + ParameterStore.ALIGN - 1) / ParameterStore.ALIGN * ParameterStore.ALIGN;
-        }
-        if (offset > cuts.get(cuts.size() - 1)) cuts.add(offset);
-        return cuts.stream().mapToLong(Long::longValue).toArray();
-    }
-
     /** The rows of {@code preset} on {@code gpus} GPUs, {@code perNode} per node, stages 0 to 3. */
     public static List<Row> rows(String preset, int gpus, int perNode, long tokensPerGpu) {
         ModelConfig config = OptPresets.config(preset, true);
         CausalLM model = CausalLM.of(config);
         long params = model.parameterCount();
-        ZeroPlan plan = new ZeroPlan(boundaries(model), gpus, 2);
+        ZeroPlan plan = new ZeroPlan(ZeroPlan.layerGroups(model), gpus, 2);
         double bandwidth = gpus <= perNode ? NVLINK_BYTES_PER_S : IB_BYTES_PER_S;
         double compute = 6.0 * params * tokensPerGpu / BF16_FLOPS;
         List<Row> rows = new ArrayList<>();

@@ -97,11 +97,6 @@ public final class Optimized implements AutoCloseable {
         return comm == null ? 0 : zeroStage;
     }
 
-    /** The flat elements [start, end) this rank's optimizer steps: all of them below ZeRO stage 1. */
-    public long[] slice() {
-        return new long[] {sliceStart, sliceEnd};
-    }
-
     public ParameterStore store() {
         return store;
     }

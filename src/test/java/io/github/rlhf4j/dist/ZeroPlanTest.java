@@ -59,6 +59,8 @@ class ZeroPlanTest {
         CausalLM[] m = new CausalLM[1];
         try (ParameterStore store = tinyGpt(m)) {
             long[] cuts = ZeroPlan.layerGroups(store);
+            // the plan of a model that is not allocated (ZeroScale's large models) cuts the same layout
+            assertEquals(java.util.Arrays.toString(cuts), java.util.Arrays.toString(ZeroPlan.layerGroups(m[0])));
             // embeddings (wte, wpe), h.0, h.1, h.2, ln_f: 5 groups
             assertEquals(6, cuts.length, java.util.Arrays.toString(cuts));
             assertEquals(0, cuts[0]);
