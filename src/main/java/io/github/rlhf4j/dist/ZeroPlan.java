@@ -119,8 +119,7 @@ public final class ZeroPlan {
         cuts.add(0L);
         String current = null;
         for (int i = 0; i < names.size(); i++) {
-            String layer = layerOf(names.get(i));
-            String key = layer == null ? (current == null || current.startsWith("#pre") ? "#pre" : "#post") : layer;
+            String key = ParameterStore.groupKey(names.get(i), current);
             if (current != null && !key.equals(current) && offsets[i] > cuts.get(cuts.size() - 1)) cuts.add(offsets[i]);
             current = key;
         }
@@ -130,12 +129,7 @@ public final class ZeroPlan {
 
     /** "h.3" for "transformer.h.3.attn.c_attn.weight", null outside the layer stack. */
     static String layerOf(String name) {
-        String[] parts = name.split("\\.");
-        for (int i = 0; i + 1 < parts.length; i++)
-            if ((parts[i].equals("h") || parts[i].equals("layers")) && parts[i + 1].chars().allMatch(Character::isDigit)
-                    && !parts[i + 1].isEmpty())
-                return parts[i] + "." + parts[i + 1];
-        return null;
+        return ParameterStore.layerOf(name);
     }
 
     public int groups() {

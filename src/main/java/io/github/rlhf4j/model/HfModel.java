@@ -76,11 +76,17 @@ public final class HfModel implements AutoCloseable {
      */
     public static HfModel load(Path dir, Device device, DType dtype, boolean trainable,
                                Consumer<? super CausalLM> beforeAllocation) {
+        return load(dir, device, dtype, trainable, beforeAllocation, ParameterStore.Layout.DEFAULT);
+    }
+
+    /** As {@link #load(Path, Device, DType, boolean, Consumer)}, laid out as {@code layout} says (ZeRO's layouts). */
+    public static HfModel load(Path dir, Device device, DType dtype, boolean trainable,
+                               Consumer<? super CausalLM> beforeAllocation, ParameterStore.Layout layout) {
         ConfigJson json = ConfigJson.read(dir.resolve("config.json"));
         ModelConfig config = Models.config(json);
         CausalLM model = CausalLM.of(config);
         beforeAllocation.accept(model);
-        ParameterStore store = ParameterStore.allocate(model, device, dtype, 0, trainable);
+        ParameterStore store = ParameterStore.allocate(model, device, dtype, 0, trainable, layout);
         try {
             loadWeights(model, config.basePrefix(), dir, Set.of());
         } catch (RuntimeException e) {
@@ -108,10 +114,20 @@ public final class HfModel implements AutoCloseable {
      */
     public static HfModel random(ConfigJson config, Device device, DType dtype, long seed, boolean trainable,
                                  Consumer<? super CausalLM> beforeAllocation) {
+        return random(config, device, dtype, seed, trainable, beforeAllocation, ParameterStore.Layout.DEFAULT);
+    }
+
+    /**
+     * As {@link #random(ConfigJson, Device, DType, long, boolean, Consumer)}, laid out as {@code layout} says. A
+     * layout that pads between groups moves parameters' offsets, and so their random streams: the same seed then
+     * gives other initial weights.
+     */
+    public static HfModel random(ConfigJson config, Device device, DType dtype, long seed, boolean trainable,
+                                 Consumer<? super CausalLM> beforeAllocation, ParameterStore.Layout layout) {
         ModelConfig c = Models.config(config);
         CausalLM model = CausalLM.of(c);
         beforeAllocation.accept(model);
-        return new HfModel(null, config, model, ParameterStore.allocate(model, device, dtype, seed, trainable));
+        return new HfModel(null, config, model, ParameterStore.allocate(model, device, dtype, seed, trainable, layout));
     }
 
     /** The directory it was loaded from (null for a random model). */

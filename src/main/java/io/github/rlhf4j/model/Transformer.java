@@ -61,6 +61,31 @@ public abstract class Transformer extends Module {
      * pay for it). The recomputation replays the layer's dropout masks by restarting from the same dropout seed.
      */
     protected final Tensor layer(int index, Tensor x, KvCache cache, java.util.function.UnaryOperator<Tensor> f) {
+        if (layerHook != null) return layerHook.layer(index, x, cache != null, in -> runLayer(index, in, cache, f));
+        return runLayer(index, x, cache, f);
+    }
+
+    /**
+     * Wraps each layer's run: ZeRO stages 2 and 3 ({@code io.github.rlhf4j.dist.ShardedStore}) gather a layer's
+     * parameters before it and free them after, and reduce-scatter its gradients when its backward is done.
+     */
+    public interface LayerHook {
+        /** Runs layer {@code index} on {@code x} through {@code run}; {@code cached}: a KV-cache forward. */
+        Tensor layer(int index, Tensor x, boolean cached, java.util.function.UnaryOperator<Tensor> run);
+    }
+
+    private LayerHook layerHook;
+
+    /** Sets (or, with null, removes) the hook every layer runs through. */
+    public final void setLayerHook(LayerHook hook) {
+        this.layerHook = hook;
+    }
+
+    public final LayerHook layerHook() {
+        return layerHook;
+    }
+
+    private Tensor runLayer(int index, Tensor x, KvCache cache, java.util.function.UnaryOperator<Tensor> f) {
         if (!gradientCheckpointing || cache != null || !io.github.rlhf4j.tensor.Autograd.isEnabled())
             return f.apply(x);
         long seed = dropoutSeed;

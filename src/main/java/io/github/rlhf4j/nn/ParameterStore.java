@@ -27,15 +27,24 @@ public final class ParameterStore implements AutoCloseable {
     public record Entry(String name, Parameter parameter, long offset, long numel) {}
 
     private final Scope scope;
-    private final Tensor data;
-    private final Tensor grad;
+    private final Module model;
+    private Tensor data;
+    private Tensor grad;
+    private Tensor[] dataGroups, gradGroups;
+    private String regroupedBy;
     private final List<Entry> entries;
+    private final long[] boundaries;
+    private final Layout layout;
 
-    private ParameterStore(Scope scope, Tensor data, Tensor grad, List<Entry> entries) {
+    private ParameterStore(Scope scope, Module model, Tensor data, Tensor grad, List<Entry> entries,
+                           long[] boundaries, Layout layout) {
         this.scope = scope;
+        this.model = model;
         this.data = data;
         this.grad = grad;
         this.entries = entries;
+        this.boundaries = boundaries;
+        this.layout = layout;
     }
 
     /**
@@ -67,21 +76,51 @@ public final class ParameterStore implements AutoCloseable {
      */
     public static ParameterStore allocate(Module model, Device device, DType dtype, long seed, boolean trainable,
                                           long flatMultiple) {
-        if (flatMultiple < 1 || flatMultiple % ALIGN != 0)
-            throw new IllegalArgumentException("flat multiple " + flatMultiple + " must be a positive multiple of "
-                    + ALIGN);
+        return allocate(model, device, dtype, seed, trainable, new Layout(flatMultiple, false));
+    }
+
+    /**
+     * How {@link #allocate} lays the flat buffers out: their length is a multiple of {@code flatMultiple} elements,
+     * and with {@code groupByLayer} every group ({@link #groupBoundaries}: the parameters before the first
+     * transformer layer, each layer, those after the last) starts and ends on that multiple too, so ZeRO stages 2
+     * and 3 gather and reduce-scatter one layer in place, each rank owning an equal aligned slice of it.
+     */
+    public record Layout(long flatMultiple, boolean groupByLayer) {
+        public static final Layout DEFAULT = new Layout(ALIGN, false);
+
+        public Layout {
+            if (flatMultiple < 1 || flatMultiple % ALIGN != 0)
+                throw new IllegalArgumentException("flat multiple " + flatMultiple + " must be a positive multiple of "
+                        + ALIGN);
+        }
+    }
+
+    /** As {@link #allocate(Module, Device, DType, long, boolean)}, laid out as {@code layout} says. */
+    public static ParameterStore allocate(Module model, Device device, DType dtype, long seed, boolean trainable,
+                                          Layout layout) {
+        long flatMultiple = layout.flatMultiple();
         if (!dtype.isFloatingPoint()) throw new IllegalArgumentException("parameters must be floating point, not " + dtype);
         List<Entry> entries = new ArrayList<>();
+        List<Long> cuts = new ArrayList<>();
+        cuts.add(0L);
         long offset = 0;
+        String group = null;
         for (var e : model.namedParameters().entrySet()) {
             Parameter p = e.getValue();
             if (p.isAllocated())
                 throw new IllegalStateException("parameter " + e.getKey() + " already belongs to a ParameterStore");
+            String g = groupKey(e.getKey(), group);
+            if (group != null && !g.equals(group) && offset > cuts.getLast()) {
+                if (layout.groupByLayer()) offset = (offset + flatMultiple - 1) / flatMultiple * flatMultiple;
+                cuts.add(offset);
+            }
+            group = g;
             p.setName(e.getKey());
             entries.add(new Entry(e.getKey(), p, offset, p.numel()));
             offset += (p.numel() + ALIGN - 1) / ALIGN * ALIGN;
         }
         offset = (offset + flatMultiple - 1) / flatMultiple * flatMultiple;
+        if (offset > cuts.getLast()) cuts.add(offset);
         if (offset > Integer.MAX_VALUE)
             throw new IllegalArgumentException("model has " + offset + " parameter slots; more than 2^31 per store "
                     + "is not supported yet");
@@ -99,11 +138,50 @@ public final class ParameterStore implements AutoCloseable {
                 p.bind(value);
             }
         }
-        return new ParameterStore(scope, data, grad, Collections.unmodifiableList(entries));
+        return new ParameterStore(scope, model, data, grad, Collections.unmodifiableList(entries),
+                cuts.stream().mapToLong(Long::longValue).toArray(), layout);
+    }
+
+    /**
+     * The group a parameter belongs to: its transformer layer ({@code h.3} for {@code transformer.h.3.attn.c_attn.weight};
+     * the stacks {@code h}, {@code layers}, {@code decoder.layers}), else {@code #pre} before the first layer and
+     * {@code #post} after one ({@code previous} is the group of the parameter before it, null for the first).
+     */
+    public static String groupKey(String name, String previous) {
+        String layer = layerOf(name);
+        if (layer != null) return layer;
+        return previous == null || previous.equals("#pre") ? "#pre" : "#post";
+    }
+
+    /** "h.3" for "transformer.h.3.attn.c_attn.weight", null outside the layer stack. */
+    public static String layerOf(String name) {
+        String[] parts = name.split("\\.");
+        for (int i = 0; i + 1 < parts.length; i++)
+            if ((parts[i].equals("h") || parts[i].equals("layers")) && !parts[i + 1].isEmpty()
+                    && parts[i + 1].chars().allMatch(Character::isDigit))
+                return parts[i] + "." + parts[i + 1];
+        return null;
+    }
+
+    /**
+     * Where the groups of the flat buffers start, and their end: groups + 1 increasing offsets from 0 to
+     * {@link #flatSize}. With {@link Layout#groupByLayer} each is a multiple of the layout's flat multiple.
+     */
+    public long[] groupBoundaries() {
+        return boundaries.clone();
+    }
+
+    public Layout layout() {
+        return layout;
     }
 
     private static Tensor view(Tensor flat, Entry e) {
-        return flat.slice(0, (int) e.offset(), (int) (e.offset() + e.numel())).reshape(e.parameter().shape());
+        return view(flat, e, 0);
+    }
+
+    private static Tensor view(Tensor flat, Entry e, long base) {
+        int s = (int) (e.offset() - base);
+        return flat.slice(0, s, s + (int) e.numel()).reshape(e.parameter().shape());
     }
 
     private static void initialise(Tensor t, Init init, long seed, long offset) {
@@ -119,18 +197,93 @@ public final class ParameterStore implements AutoCloseable {
 
     /** All parameter values, flat (gaps included). */
     public Tensor data() {
+        if (data == null)
+            throw new IllegalStateException("this store's parameters are partitioned (" + regroupedBy + "): no rank "
+                    + "holds them whole; each layer's are gathered when it runs (groupData)");
         return data;
     }
 
     /** All gradients, flat, in the same layout. */
     public Tensor grad() {
+        if (gradGroups != null)
+            throw new IllegalStateException("this store's gradients are partitioned (" + regroupedBy + "): each "
+                    + "layer's are reduce-scattered when its backward is done (groupGrad)");
         if (grad == null) throw new IllegalStateException("this ParameterStore is for inference only: no gradients");
         return grad;
     }
 
     /** Whether it has gradients (false for an inference-only store). */
     public boolean isTrainable() {
-        return grad != null;
+        return grad != null || gradGroups != null;
+    }
+
+    /** The module laid out in this store. */
+    public Module model() {
+        return model;
+    }
+
+    /**
+     * Gives every group its own buffers, ZeRO's: the values ({@code dataGroups}, stage 3) and the gradients
+     * ({@code gradGroups}, stages 2 and 3) of group g ({@link #groupBoundaries}) become views of
+     * {@code dataGroups[g]} and {@code gradGroups[g]} (null arrays: keep the flat buffer), and the flat buffers they
+     * replace are freed. Contents are not copied: the new buffers are the caller's, typically evictable tensors
+     * whose refill all-gathers the values from the ranks' partitions or zeroes the gradients. {@link #data} and
+     * {@link #grad} then refuse, naming {@code why}.
+     */
+    public void regroup(Tensor[] dataGroups, Tensor[] gradGroups, String why) {
+        int groups = boundaries.length - 1;
+        for (Tensor[] ts : new Tensor[][] {dataGroups, gradGroups})
+            if (ts != null) {
+                if (ts.length != groups)
+                    throw new IllegalArgumentException(ts.length + " group buffers for " + groups + " groups");
+                for (int g = 0; g < groups; g++)
+                    if (ts[g].numel() != boundaries[g + 1] - boundaries[g])
+                        throw new IllegalArgumentException("group " + g + " has " + (boundaries[g + 1] - boundaries[g])
+                                + " elements, its buffer " + ts[g].numel());
+            }
+        if (gradGroups != null && grad == null)
+            throw new IllegalStateException("this ParameterStore is for inference only: no gradients to partition");
+        if (this.dataGroups != null || this.gradGroups != null)
+            throw new IllegalStateException("this store is partitioned already (" + regroupedBy + ")");
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (Entry e : entries) {
+                int g = groupOf(e.offset());
+                Parameter p = e.parameter();
+                Tensor oldValue = p.value();
+                Tensor value = dataGroups != null ? view(dataGroups[g], e, boundaries[g]).name(e.name()) : oldValue;
+                if (dataGroups != null) value.requiresGrad(oldValue.requiresGrad());
+                value.setGrad(gradGroups != null ? view(gradGroups[g], e, boundaries[g])
+                        : grad != null ? view(grad, e, 0) : null);
+                p.bind(value);
+            }
+        }
+        if (dataGroups != null) {
+            data.release();
+            data = null;
+        }
+        if (gradGroups != null) {
+            grad.release();
+            grad = null;
+        }
+        this.dataGroups = dataGroups;
+        this.gradGroups = gradGroups;
+        this.regroupedBy = why;
+    }
+
+    /** The group holding flat offset {@code offset}. */
+    public int groupOf(long offset) {
+        int i = java.util.Arrays.binarySearch(boundaries, offset);
+        return i >= 0 ? Math.min(i, boundaries.length - 2) : -i - 2;
+    }
+
+    /** Group g's values: a slice of the flat buffer, or its own buffer once {@link #regroup regrouped}. */
+    public Tensor groupData(int g) {
+        return dataGroups != null ? dataGroups[g] : data().slice(0, (int) boundaries[g], (int) boundaries[g + 1]);
+    }
+
+    /** Group g's gradients, likewise. */
+    public Tensor groupGrad(int g) {
+        return gradGroups != null ? gradGroups[g] : grad().slice(0, (int) boundaries[g], (int) boundaries[g + 1]);
     }
 
     public List<Entry> entries() {
@@ -150,13 +303,19 @@ public final class ParameterStore implements AutoCloseable {
 
     /** Length of the flat buffers (gaps included). */
     public long flatSize() {
-        return data.numel();
+        return boundaries[boundaries.length - 1];
     }
 
     /** Sets every gradient to zero: one memset over the flat buffer. */
     public void zeroGrad() {
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
-            grad().fill(0);
+            if (gradGroups == null) {
+                grad().fill(0);
+                return;
+            }
+            for (Tensor g : gradGroups)
+                if (g.isEvictable()) g.evict(); // its refill zeroes it on the next use
+                else g.fill(0);
         }
     }
 

@@ -105,13 +105,24 @@ public final class AdamW implements AutoCloseable {
         if (start < 0 || end > store.flatSize() || start > end)
             throw new IllegalArgumentException("slice [" + start + ", " + end + ") is not within the store's "
                     + store.flatSize() + " elements");
+        return forStore(store, config, clip(dsChatRanges(store), new long[] {start}, new long[] {end}), loraLr);
+    }
+
+    /** DeepSpeed-Chat's groups of a store as flat ranges: decay, LoRA (own learning rate), no decay. */
+    public static List<ParameterStore.Range> dsChatRanges(ParameterStore store) {
         Predicate<String> noDecay = ParameterStore::dsChatNoDecay;
+        return store.ranges(noDecay, n -> Lora.isLoraParameter(n) && !noDecay.test(n));
+    }
+
+    /** {@code ranges} cut to the slices [starts[k], ends[k]) (increasing, disjoint), in order. */
+    public static List<ParameterStore.Range> clip(List<ParameterStore.Range> ranges, long[] starts, long[] ends) {
         List<ParameterStore.Range> clipped = new ArrayList<>();
-        for (ParameterStore.Range r : store.ranges(noDecay, n -> Lora.isLoraParameter(n) && !noDecay.test(n))) {
-            long s = Math.max(r.start(), start), e = Math.min(r.end(), end);
-            if (s < e) clipped.add(new ParameterStore.Range(s, e, r.decay(), r.ownLr()));
-        }
-        return forStore(store, config, clipped, loraLr);
+        for (int k = 0; k < starts.length; k++)
+            for (ParameterStore.Range r : ranges) {
+                long s = Math.max(r.start(), starts[k]), e = Math.min(r.end(), ends[k]);
+                if (s < e) clipped.add(new ParameterStore.Range(s, e, r.decay(), r.ownLr()));
+            }
+        return clipped;
     }
 
     /** Two groups by {@code noDecay}, every one at the optimizer's learning rate. */

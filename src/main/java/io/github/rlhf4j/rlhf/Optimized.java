@@ -3,6 +3,7 @@ package io.github.rlhf4j.rlhf;
 import io.github.rlhf4j.nn.Lora;
 import io.github.rlhf4j.nn.ParameterStore;
 import io.github.rlhf4j.dist.Communicator;
+import io.github.rlhf4j.dist.ShardedStore;
 import io.github.rlhf4j.dist.Zero;
 import io.github.rlhf4j.optim.AdamW;
 import io.github.rlhf4j.optim.GradClip;
@@ -46,9 +47,11 @@ public final class Optimized implements AutoCloseable {
     private final ParameterStore store;
     private final AdamW adamw;
     private final Communicator comm; // null: one process
+    private final ShardedStore sharded; // stages 2 and 3
     private final int zeroStage;
     private final long sliceStart, sliceEnd;
     private final Settings settings;
+    private final java.util.List<ParameterStore.Range> optimizerRanges;
     private double lastGradNorm = Double.NaN;
     private boolean skipNonFinite;
     private long skipped;
@@ -63,18 +66,36 @@ public final class Optimized implements AutoCloseable {
      * batch, with ZeRO {@code zeroStage}: 0 all-reduces the gradients and every rank steps every weight (plain data
      * parallel); 1 partitions the optimizer state: the gradients are reduce-scattered, each rank steps only its slice
      * of the flat weights (AdamW moments for that slice alone) and the slices are all-gathered. The store's flat
-     * length must split into equal aligned slices ({@link Zero#flatMultiple}). Stages 2 and 3 (gradients and
-     * parameters partitioned too) are not implemented yet and are refused.
+     * length must split into equal aligned slices ({@link Zero#flatMultiple}). Stage 2 partitions the gradients
+     * too and stage 3 the parameters as well, layer by layer ({@link ShardedStore}); their store must be laid out
+     * with {@link Zero#layout}.
      */
     public Optimized(ParameterStore store, Settings settings, Communicator comm, int zeroStage) {
         this.store = store;
         this.settings = settings;
         this.comm = comm == null || comm.worldSize() == 1 ? null : comm;
         this.zeroStage = zeroStage;
-        if (zeroStage < 0 || zeroStage > 1)
-            throw new IllegalArgumentException("ZeRO stage " + zeroStage + ": stages 0 and 1 are implemented; 2 and 3 "
-                    + "(gradients and parameters partitioned) are not yet");
+        if (zeroStage < 0 || zeroStage > 3)
+            throw new IllegalArgumentException("ZeRO stage " + zeroStage + " must be 0, 1, 2 or 3");
         AdamW.Config config = AdamW.Config.dsChat(settings.lr(), settings.weightDecay());
+        if (this.comm != null && zeroStage >= 2) {
+            this.sharded = new ShardedStore(store, this.comm, zeroStage);
+            long[][] own = sharded.ownedRanges();
+            this.optimizerRanges = AdamW.clip(AdamW.dsChatRanges(store), own[0], own[1]);
+            java.util.List<AdamW.Group> groups = new java.util.ArrayList<>();
+            for (ParameterStore.Range r : optimizerRanges) {
+                int p = (int) sharded.partitionIndex(r.start()), n = (int) (r.end() - r.start());
+                Tensor params = zeroStage == 3 ? sharded.partitionData().slice(0, p, p + n)
+                        : store.data().slice(0, (int) r.start(), (int) r.end());
+                groups.add(new AdamW.Group(params, sharded.partitionGrad().slice(0, p, p + n),
+                        r.decay() ? config.weightDecay() : 0.0, r.ownLr() ? settings.loraLr() : Double.NaN));
+            }
+            this.adamw = new AdamW(groups, config);
+            this.sliceStart = 0;
+            this.sliceEnd = 0;
+            return;
+        }
+        this.sharded = null;
         if (this.comm != null && zeroStage >= 1) {
             int world = this.comm.worldSize();
             if (store.flatSize() % Zero.flatMultiple(world) != 0)
@@ -85,11 +106,37 @@ public final class Optimized implements AutoCloseable {
             this.sliceStart = start;
             this.sliceEnd = start + n;
             this.adamw = AdamW.forSlice(store, config, settings.loraLr(), start, start + n);
+            this.optimizerRanges = AdamW.clip(AdamW.dsChatRanges(store), new long[] {start}, new long[] {start + n});
         } else {
             this.sliceStart = 0;
             this.sliceEnd = store.flatSize();
             this.adamw = AdamW.forStore(store, config, settings.loraLr());
+            this.optimizerRanges = AdamW.dsChatRanges(store);
         }
+    }
+
+    /**
+     * The flat store ranges [start, end) this rank's AdamW groups cover, in AdamW's group order: the moments of group
+     * i ({@code adamw().moments(i)}) are those of exactly these elements. One process and stage 0: the whole of
+     * DeepSpeed-Chat's groups; stages 1 to 3: this rank's slices of them. A partitioned checkpoint records them.
+     */
+    public java.util.List<ParameterStore.Range> optimizerRanges() {
+        return optimizerRanges;
+    }
+
+    /** The communicator of a data-parallel run (null for one process). */
+    public Communicator communicator() {
+        return comm;
+    }
+
+    /**
+     * Makes every parameter whole on every rank until the returned guard closes: at ZeRO stage 3, gathers each
+     * layer once (a collective: every rank must call it at the same point) and keeps it, as DeepSpeed's Hybrid
+     * Engine does for generation and as a save needs; at other stages the parameters are whole already and it does
+     * nothing.
+     */
+    public AutoCloseable gathered() {
+        return sharded != null ? sharded.gathered() : () -> {};
     }
 
     /** The ZeRO stage (0 without a communicator of several ranks). */
@@ -180,6 +227,27 @@ public final class Optimized implements AutoCloseable {
     public boolean step(String what) {
         double scale = 1; // the gradients are summed over ranks; the step uses their mean
         double norm;
+        if (sharded != null) {
+            sharded.finishBackward();
+            scale = 1.0 / comm.worldSize();
+            try (Autograd.NoGrad ignored = Autograd.noGrad(); Scope s = Scope.open(store.device())) {
+                Tensor sq = Tensor.of(new double[] {InPlace.sumOfSquares(sharded.partitionGrad())});
+                comm.allReduce(sq);
+                norm = Math.sqrt(sq.toDoubleArray()[0]) * scale;
+            }
+            if (!Double.isFinite(norm)) {
+                String why = what + ": gradient norm is " + norm + " at step " + (adamw.stepCount() + 1)
+                        + " (first non-finite gradient: " + firstNonFinite() + ")";
+                sharded.afterStep();
+                return skip(why);
+            }
+            lastGradNorm = norm;
+            adamw.stepScheduled(settings.schedule().factor(adamw.stepCount()),
+                    GradClip.coefficient(norm, settings.maxGradNorm()) * scale);
+            sharded.gatherUpdatedParameters();
+            sharded.afterStep();
+            return true;
+        }
         if (comm == null) {
             // not GradClip.globalNorm: it throws on a non-finite norm without the step and the parameter
             norm = Math.sqrt(InPlace.sumOfSquares(store.grad()));
@@ -238,6 +306,15 @@ public final class Optimized implements AutoCloseable {
 
     /** The name of the first parameter whose gradient has a NaN or Inf (a host copy: only on the failure path). */
     private String firstNonFinite() {
+        if (sharded != null) { // the whole gradients are gone: look in this rank's summed slice
+            double[] g = sharded.partitionGrad().toDoubleArray();
+            for (ParameterStore.Entry e : store.entries())
+                for (long o = e.offset(); o < e.offset() + e.numel(); o++) {
+                    long i = sharded.partitionIndex(o);
+                    if (i >= 0 && !Double.isFinite(g[(int) i])) return e.name() + " (in rank " + comm.rank() + "'s slice)";
+                }
+            return "none in rank " + comm.rank() + "'s slice";
+        }
         for (ParameterStore.Entry e : store.entries()) {
             if (e.parameter().isFrozen()) continue;
             for (double g : e.parameter().value().grad().toDoubleArray())
@@ -249,5 +326,6 @@ public final class Optimized implements AutoCloseable {
     @Override
     public void close() {
         adamw.close();
+        if (sharded != null) sharded.close();
     }
 }

@@ -121,6 +121,47 @@ public final class Autograd {
         });
     }
 
+    /** What a {@link #region} runs around its forward and its backward. */
+    public interface RegionHooks {
+        /** After the region's forward has run (recording or not). */
+        void afterForward();
+
+        /** After the region's backward has run: every gradient it writes is complete. */
+        void afterBackward();
+    }
+
+    /**
+     * Runs {@code fn} on {@code x} as one node of the graph, recording {@code fn}'s own ops on a tape of their own:
+     * the outer backward reaches the region once, back-propagates through the whole inner tape there, and then
+     * calls {@code hooks.afterBackward()}, when every gradient inside (the layer's parameters', through any op,
+     * parameter-only ops included) is final. ZeRO stage 2 reduce-scatters a layer's gradients at that point and
+     * stage 3 also frees the layer's gathered parameters; {@code hooks.afterForward()} is where stage 3 frees them
+     * after the forward. Without recording, it runs {@code fn} and {@code afterForward}. Gradients are exactly those
+     * of running {@code fn} inline.
+     */
+    public static Tensor region(String name, java.util.function.UnaryOperator<Tensor> fn, Tensor x, RegionHooks hooks) {
+        if (!isEnabled()) {
+            Tensor out = fn.apply(x);
+            hooks.afterForward();
+            return out;
+        }
+        Tensor in = x.detach();
+        if (x.requiresGrad()) in.requiresGrad(true);
+        Tensor inner = fn.apply(in);
+        hooks.afterForward();
+        if (!inner.requiresGrad()) return inner;
+        Tensor out = inner.detach();
+        return record("region(" + name + ")", out, new Tensor[] {x}, (gradOut, grads) -> {
+            Target t = grads.target(0);
+            if (t != null) {
+                if (!t.accumulate()) t.dst().fill(0);
+                in.setGrad(t.dst());
+            }
+            backward(inner, gradOut, false);
+            hooks.afterBackward();
+        });
+    }
+
     /** True when an op with these inputs must record a node. */
     static boolean needsGrad(Tensor... inputs) {
         if (!isEnabled()) return false;

@@ -95,6 +95,20 @@ public final class Scope implements AutoCloseable {
         return new Tensor(st, 0, sh, Shape.contiguousStrides(sh), dtype);
     }
 
+    /**
+     * A 1-d tensor whose memory can be given back while the tensor, and every view of it, stays valid
+     * ({@link Tensor#evict}): the first use after an eviction takes a new block and runs {@code refill} on the whole
+     * tensor to fill it. ZeRO stage 3 keeps a layer's gathered parameters this way (the refill all-gathers them
+     * from the ranks' partitions) and stage 2 a layer's gradient (the refill zeroes it). Its contents are those the
+     * refill writes: it starts evicted, so the first use fills it.
+     */
+    public Tensor evictable(DType dtype, int numel, java.util.function.Consumer<Tensor> refill) {
+        Tensor t = empty(dtype, numel);
+        t.storage.makeEvictable(refill, t);
+        t.storage.evict();
+        return t;
+    }
+
     public Tensor zeros(DType dtype, int... shape) {
         Tensor t = empty(dtype, shape);
         t.fill(0);

@@ -452,6 +452,24 @@ public final class Tensor {
         return t;
     }
 
+    /**
+     * Gives an evictable tensor's memory back to the pool ({@link Scope#evictable}); it and its views refill on
+     * first use. Idempotent.
+     */
+    public void evict() {
+        storage.evict();
+    }
+
+    /** Whether it is an evictable tensor ({@link Scope#evictable}). */
+    public boolean isEvictable() {
+        return storage.isEvictable();
+    }
+
+    /** False while an evictable tensor is evicted (or once any tensor is released): its memory is not held. */
+    public boolean isResident() {
+        return storage.isResident();
+    }
+
     /** Frees this tensor's memory now, instead of when its scope closes. Every view of it becomes unusable. */
     public void release() {
         storage.release();

@@ -37,8 +37,16 @@ public final class ZeroTrainMain {
             if (GLOBAL_BATCH % world != 0) throw new IllegalArgumentException("world " + world + " must divide " + GLOBAL_BATCH);
             CausalLM model = CausalLM.of(Gpt2Config.tiny(VOCAB, T, EMBD, LAYERS, HEADS));
             comm.checkSame("model", model.config().toString());
-            try (ParameterStore store = ParameterStore.allocate(model, Device.cpu(), DType.F32, 5, true,
-                    Zero.flatMultiple(world));
+            long baseline = Device.cpu().memory().live();
+            ParameterStore store = ParameterStore.allocate(model, Device.cpu(), DType.F32, 5, true,
+                    Zero.layout(world, stage));
+            // every layout starts from the same weights: those of the default layout (whose offsets seed the init)
+            CausalLM init = CausalLM.of(model.config());
+            try (ParameterStore ref = ParameterStore.allocate(init, Device.cpu(), DType.F32, 5, false)) {
+                for (var e : init.namedParameters().entrySet())
+                    model.namedParameters().get(e.getKey()).value().copyFromTensor(e.getValue().value(), false);
+            }
+            try (store;
                  Optimized opt = new Optimized(store, new Optimized.Settings(1e-3, 0.1, LrSchedule.constant(0), 1.0),
                          comm, stage)) {
                 model.train(true);
@@ -63,18 +71,24 @@ public final class ZeroTrainMain {
                     }
                     if (step == 0) sent0 = comm.bytesMoved().totalBytes();
                 }
+                // model states at rest, between steps: parameters, gradients, AdamW moments (and nothing else live)
+                long live = Device.cpu().memory().live() - baseline;
+                ByteBuffer b = ByteBuffer.allocate(4 * (int) model.parameterCount()).order(ByteOrder.LITTLE_ENDIAN);
+                try (AutoCloseable whole = opt.gathered()) { // stage 3: a collective, on every rank
+                    for (ParameterStore.Entry e : store.entries())
+                        for (float f : e.parameter().value().toFloatArray()) b.putFloat(f);
+                }
                 if (rank == 0) {
-                    long used = 0;
-                    for (ParameterStore.Entry e : store.entries()) used = e.offset() + e.numel();
-                    float[] w = store.data().slice(0, 0, (int) used).toFloatArray();
-                    ByteBuffer b = ByteBuffer.allocate(4 * w.length).order(ByteOrder.LITTLE_ENDIAN);
-                    for (float f : w) b.putFloat(f);
                     Files.write(out.resolve("weights.f32"), b.array());
                     long moments = 0;
                     for (int g = 0; g < opt.adamw().groups().size(); g++)
                         moments += 2L * 4 * opt.adamw().groups().get(g).params().numel();
                     Files.writeString(out.resolve("figures.txt"), "world=" + world + " stage=" + stage
-                            + " flat=" + store.flatSize() + " bytes_step1=" + sent0 + " moment_bytes=" + moments + "\n");
+                            + " flat=" + store.flatSize() + " bytes_step1=" + sent0 + " moment_bytes=" + moments
+                            + " live=" + live + "\n");
+                    StringBuilder cuts = new StringBuilder();
+                    for (long c : store.groupBoundaries()) cuts.append(c).append('\n');
+                    Files.writeString(out.resolve("boundaries.txt"), cuts);
                 }
             }
         }

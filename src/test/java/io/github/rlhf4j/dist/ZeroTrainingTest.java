@@ -19,12 +19,13 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Data-parallel training under ZeRO stages 0 and 1 with real {@code mpirun} ranks on the CPU ({@link ZeroTrainMain}):
+ * Data-parallel training under ZeRO stages 0 to 3 with real {@code mpirun} ranks on the CPU ({@link ZeroTrainMain}):
  * 20 steps of a tiny GPT-2 on 2 and 4 ranks, each taking its share of the same global batch, against one process
  * taking all of it. The sequences have one length, so the mean of the ranks' mean losses is the one process's mean
  * and the weights must agree up to the reduction order of the gradient sums (float32): every weight within 2e-5 (the
  * learning rate is 1e-3), nearly all within 1e-6. The bytes the optimizer's collectives send in a step are ZeRO's
- * volumes by {@link Traffic}'s count, and stage 1's AdamW moments on a rank are 1/N of the model's.
+ * volumes by {@link Traffic}'s count, and the model states a rank holds between steps are the partitioner's plan
+ * (stage 1: optimizer / N; stage 2: + gradients / N; stage 3: + parameters / N).
  */
 class ZeroTrainingTest {
     static final int STEPS = 20;
@@ -78,11 +79,17 @@ class ZeroTrainingTest {
         return m;
     }
 
+    static long[] boundaries(Path out) throws Exception {
+        return Files.readAllLines(out.resolve("boundaries.txt")).stream().mapToLong(Long::parseLong).toArray();
+    }
+
     @Test
-    void stagesZeroAndOneOnTwoAndFourRanksReachTheWeightsOfOneProcess() throws Exception {
+    void everyStageOnTwoAndFourRanksReachesTheWeightsOfOneProcess() throws Exception {
         assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
-        float[] single = weights(run(1, 0));
-        for (int[] rs : new int[][] {{2, 0}, {2, 1}, {4, 1}}) {
+        Path one = run(1, 0);
+        float[] single = weights(one);
+        long baseline = figures(one).get("live");
+        for (int[] rs : new int[][] {{2, 0}, {2, 1}, {4, 1}, {2, 2}, {4, 2}, {2, 3}, {4, 3}}) {
             int ranks = rs[0], stage = rs[1];
             Path out = run(ranks, stage);
             float[] w = weights(out);
@@ -96,21 +103,46 @@ class ZeroTrainingTest {
             }
             Map<String, Long> f = figures(out);
             long flatBytes = 4 * f.get("flat");
+            long[] cuts = boundaries(out);
+            long layerBytes = 0; // the transformer layers' groups: all but the first (embeddings) and last (head)
+            for (int g = 1; g + 2 < cuts.length; g++) layerBytes += 4 * (cuts[g + 1] - cuts[g]);
             long expectedBytes = stage == 0 ? Traffic.volume(Collective.ALL_REDUCE, flatBytes, ranks)
                     // reduce-scatter of the gradients, all-gather of the weights, and the 8-byte norm all-reduce
                     : Traffic.volume(Collective.REDUCE_SCATTER, flatBytes, ranks)
                             + Traffic.volume(Collective.ALL_GATHER, flatBytes, ranks)
-                            + Traffic.volume(Collective.ALL_REDUCE, 8, ranks);
+                            + Traffic.volume(Collective.ALL_REDUCE, 8, ranks)
+                            // stage 3 gathers each layer again for its backward (the embeddings and head stay
+                            // gathered from their first use to the step, so they are gathered once)
+                            + (stage == 3 ? Traffic.volume(Collective.ALL_GATHER, layerBytes, ranks) : 0);
+            // the paper's count: 2 Psi for stages 0-2, 3 Psi for stage 3, (N - 1) / N of it leaving each rank
+            long paper = (stage == 3 ? 3 : 2) * flatBytes * (ranks - 1) / ranks;
+            // model states at rest against the partitioner's plan for this very layout (fp32 weights and
+            // gradients, two fp32 moments): stage 1 optimizer / N, stage 2 + gradients / N, stage 3 + parameters / N
+            ZeroPlan.Memory plan = new ZeroPlan(cuts, ranks, 4).memoryPerRank(stage, 4, 4, 8);
+            long live = f.get("live");
+            System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest %d ranks, stage %d: model states held at rest "
+                    + "%,d bytes (plan: %,d parameters + %,d gradients + %,d optimizer = %,d; one process %,d)%n",
+                    ranks, stage, live, plan.parameterBytes(), plan.gradientBytes(), plan.optimizerBytes(),
+                    plan.total(), baseline);
+            // within 8 KiB: the pool's 512-byte size classes and a few scalars; the moments cover no padding
+            assertTrue(Math.abs(live - plan.total()) <= 8192, ranks + " ranks, stage " + stage + ": " + live
+                    + " bytes held, the plan says " + plan.total());
+            // the paper's volume, less (stage 3) the second gather of the embeddings and head we do not do, within
+            // the 8-byte norm and rounding
+            long prePost = 4 * ((cuts[1] - cuts[0]) + (cuts[cuts.length - 1] - cuts[cuts.length - 2]));
+            long notGathered = stage == 3 ? Traffic.volume(Collective.ALL_GATHER, prePost, ranks) : 0;
+            assertTrue(Math.abs(paper - notGathered - expectedBytes) <= 16,
+                    "stage " + stage + ": " + expectedBytes + " bytes against the paper's " + paper);
             System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest %d ranks, stage %d: max |w - w_1 process| "
-                    + "%.2e, %d of %d weights apart by > 1e-6; %,d bytes sent per step (2 Psi x (N-1)/N = %,d); AdamW "
-                    + "moments on rank 0: %,d bytes%n", ranks, stage, max, apart, w.length, f.get("bytes_step1"),
-                    2 * flatBytes * (ranks - 1) / ranks, f.get("moment_bytes"));
+                    + "%.2e, %d of %d weights apart by > 1e-6; %,d bytes sent per step (paper: %d Psi x (N-1)/N = "
+                    + "%,d); AdamW moments on rank 0: %,d bytes%n", ranks, stage, max, apart, w.length,
+                    f.get("bytes_step1"), stage == 3 ? 3 : 2, paper, f.get("moment_bytes"));
             assertTrue(max < 2e-5, ranks + " ranks, stage " + stage + ": weights differ by " + max);
             assertTrue(apart < w.length / 100, apart + " weights apart by more than 1e-6");
             assertEquals(expectedBytes, f.get("bytes_step1"), "bytes per step");
             long fullMoments = 2L * 4 * figures(tmp.resolve("np1-stage0")).get("flat");
             // stage 1: AdamW's two fp32 moments for this rank's slice alone: 1/N of the (padded) flat buffer
-            if (stage == 1) assertTrue(f.get("moment_bytes") <= 2L * 4 * f.get("flat") / ranks
+            if (stage >= 1) assertTrue(f.get("moment_bytes") <= 2L * 4 * f.get("flat") / ranks
                     && f.get("moment_bytes") < fullMoments / ranks + 2L * 4 * Zero.flatMultiple(ranks),
                     "stage 1 keeps 1/N of the moments: " + f.get("moment_bytes") + " of " + fullMoments);
             else assertTrue(f.get("moment_bytes") > fullMoments / 2, "stage 0 keeps them all");

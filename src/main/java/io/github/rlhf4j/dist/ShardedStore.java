@@ -1,0 +1,270 @@
+package io.github.rlhf4j.dist;
+
+import io.github.rlhf4j.model.Transformer;
+import io.github.rlhf4j.nn.Module;
+import io.github.rlhf4j.nn.ParameterStore;
+import io.github.rlhf4j.runtime.DType;
+import io.github.rlhf4j.tensor.Autograd;
+import io.github.rlhf4j.tensor.Scope;
+import io.github.rlhf4j.tensor.Tensor;
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * A trained store partitioned over the ranks at ZeRO stage 2 or 3 (Rajbhandari et al. 2020, sections 5.2 and 5.3),
+ * group by group: the store is laid out with every group (embeddings, each transformer layer, the final norm and
+ * heads) on a multiple of world x 64 elements ({@link Zero#layout}), and rank r owns the r-th equal slice of each
+ * group. Its partition is those slices end to end: {@code flatSize / world} elements.
+ *
+ * <p>What a rank holds between steps, and when the rest exists:
+ * <ul>
+ *   <li>Gradients (stages 2 and 3): the partition's ({@link #partitionGrad}). A group's whole gradient is an
+ *   evictable buffer that comes into being, zeroed, at the first gradient written into it; when the group's backward
+ *   is over it is reduce-scattered into the partition and given back. A layer's backward ends inside its
+ *   {@link Autograd#region} (each layer runs through this class's {@link Transformer.LayerHook}); the groups outside
+ *   the layers (embeddings and heads, whose tied weights gather gradient from both ends of the backward) are
+ *   reduce-scattered at the step.</li>
+ *   <li>Parameters (stage 3): the partition's ({@link #partitionData}). A group's whole parameters are an evictable
+ *   buffer whose refill all-gathers them from the partitions, on the first use of any of its parameters: a layer's
+ *   just before its forward and again before its backward (each time released after), the embeddings and heads at
+ *   their first use, kept until the step. {@link #gathered} keeps everything whole for a while (generation, saves).</li>
+ * </ul>
+ * Every gather and reduce-scatter is a collective, so every rank must run the same forwards and backwards in the same
+ * order, as data-parallel training does. Collectives run on the compute stream, one at a time: there is no prefetch of
+ * the next layer yet.
+ */
+public final class ShardedStore implements AutoCloseable {
+    private final ParameterStore store;
+    private final Communicator comm;
+    private final int stage, world, rank;
+    private final long[] bounds;
+    private final long[] partOffset; // where group g's slice starts in the partition
+    private final Scope scope;
+    private final Tensor partGrad, partData;
+    private final Tensor[] gradGroups, dataGroups;
+    private final boolean[] reduced; // group g's gradient summed into the partition since the last step
+    private final Map<Transformer, Map<Integer, Integer>> layerGroups = new HashMap<>();
+    private int pinned;
+
+    public ShardedStore(ParameterStore store, Communicator comm, int stage) {
+        if (stage != 2 && stage != 3) throw new IllegalArgumentException("ShardedStore is ZeRO stage 2 or 3, not " + stage);
+        if (!store.isTrainable()) throw new IllegalArgumentException("ZeRO stage " + stage + " needs a trainable store");
+        this.store = store;
+        this.comm = comm;
+        this.stage = stage;
+        this.world = comm.worldSize();
+        this.rank = comm.rank();
+        if (store.data().dtype() != DType.F32)
+            throw new IllegalArgumentException("ZeRO stages 2 and 3 partition F32 stores, not " + store.data().dtype());
+        this.bounds = store.groupBoundaries();
+        long multiple = Zero.flatMultiple(world);
+        if (!store.layout().groupByLayer() || store.layout().flatMultiple() % multiple != 0)
+            throw new IllegalArgumentException("ZeRO stage " + stage + " on " + world + " ranks needs the store laid "
+                    + "out with Zero.layout(" + world + ", " + stage + "), every layer group on a multiple of "
+                    + multiple + " elements; it has " + store.layout());
+        int groups = bounds.length - 1;
+        this.partOffset = new long[groups + 1];
+        for (int g = 0; g < groups; g++) partOffset[g + 1] = partOffset[g] + (bounds[g + 1] - bounds[g]) / world;
+        this.scope = Scope.detached(store.device());
+        this.reduced = new boolean[groups];
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            partGrad = scope.zeros(DType.F32, (int) partOffset[groups]);
+            gradGroups = new Tensor[groups];
+            for (int g = 0; g < groups; g++) gradGroups[g] = scope.evictable(DType.F32, length(g), t -> t.fill(0));
+            if (stage == 3) {
+                partData = scope.empty(DType.F32, (int) partOffset[groups]);
+                for (int g = 0; g < groups; g++) partData(g).copyFromTensor(ownSlice(store.data(), g), false);
+                dataGroups = new Tensor[groups];
+                for (int g = 0; g < groups; g++) {
+                    int gg = g;
+                    dataGroups[g] = scope.evictable(DType.F32, length(g), t -> comm.allGather(partData(gg), t));
+                }
+            } else {
+                partData = null;
+                dataGroups = null;
+            }
+        }
+        store.regroup(dataGroups, gradGroups, "ZeRO stage " + stage + " over " + world + " ranks");
+        hookLayers(store.model());
+    }
+
+    private int length(int g) {
+        return (int) (bounds[g + 1] - bounds[g]);
+    }
+
+    /** This rank's slice of group g within {@code groupOrFlat}, a whole flat buffer. */
+    private Tensor ownSlice(Tensor flat, int g) {
+        long part = (bounds[g + 1] - bounds[g]) / world, start = bounds[g] + rank * part;
+        return flat.slice(0, (int) start, (int) (start + part));
+    }
+
+    private Tensor partData(int g) {
+        return partData.slice(0, (int) partOffset[g], (int) partOffset[g + 1]);
+    }
+
+    private Tensor partGrad(int g) {
+        return partGrad.slice(0, (int) partOffset[g], (int) partOffset[g + 1]);
+    }
+
+    private void hookLayers(Module root) {
+        Map<String, Integer> byKey = new HashMap<>();
+        for (int g = 0; g < bounds.length - 1; g++) {
+            ParameterStore.Entry first = firstEntry(g);
+            if (first != null) {
+                String layer = ParameterStore.layerOf(first.name());
+                if (layer != null) byKey.put(layer, g);
+            }
+        }
+        java.util.List<Module> modules = new java.util.ArrayList<>(root.namedModules().values());
+        modules.add(root);
+        for (Module m : modules)
+            if (m instanceof Transformer t && !layerGroups.containsKey(t)) {
+                Map<Integer, Integer> groups = new HashMap<>();
+                for (var e : byKey.entrySet()) {
+                    String k = e.getKey();
+                    groups.put(Integer.parseInt(k.substring(k.indexOf('.') + 1)), e.getValue());
+                }
+                layerGroups.put(t, groups);
+                if (t.layerHook() != null) throw new IllegalStateException("the model's layers are hooked already");
+                t.setLayerHook((index, x, cached, run) -> layer(groups.getOrDefault(index, -1), x, cached, run));
+            }
+    }
+
+    private ParameterStore.Entry firstEntry(int g) {
+        for (ParameterStore.Entry e : store.entries()) if (e.offset() >= bounds[g] && e.offset() < bounds[g + 1]) return e;
+        return null;
+    }
+
+    private Tensor layer(int g, Tensor x, boolean cached, java.util.function.UnaryOperator<Tensor> run) {
+        if (g < 0) return run.apply(x);
+        return Autograd.region("layer group " + g, run, x, new Autograd.RegionHooks() {
+            @Override
+            public void afterForward() {
+                releaseParameters(g);
+            }
+
+            @Override
+            public void afterBackward() {
+                reduceGradient(g);
+                releaseParameters(g);
+            }
+        });
+    }
+
+    private void releaseParameters(int g) {
+        if (dataGroups != null && pinned == 0) dataGroups[g].evict();
+    }
+
+    /** Sums group g's whole gradient over the ranks into this rank's partition, and gives the whole one back. */
+    private void reduceGradient(int g) {
+        Tensor whole = gradGroups[g];
+        if (!whole.isResident()) return; // nothing written into it since the last reduction
+        try (Autograd.NoGrad ignored = Autograd.noGrad(); Scope s = Scope.open(store.device())) {
+            if (!reduced[g]) {
+                comm.reduceScatter(whole, partGrad(g));
+            } else { // a second backward before the step (gradient accumulation): add to what is there
+                Tensor tmp = s.empty(DType.F32, (int) (partOffset[g + 1] - partOffset[g]));
+                comm.reduceScatter(whole, tmp);
+                io.github.rlhf4j.tensor.InPlace.axpby(1, tmp, 1, partGrad(g));
+            }
+        }
+        reduced[g] = true;
+        whole.evict();
+    }
+
+    /**
+     * Reduces every gradient not reduced yet (the groups outside the layers, and layers run without the hook), so
+     * {@link #partitionGrad} holds this rank's slice of the gradient summed over ranks. Call it before the step.
+     */
+    public void finishBackward() {
+        for (int g = 0; g < gradGroups.length; g++) reduceGradient(g);
+    }
+
+    /** After the step: the partition's gradient zeroed; at stage 3 every gathered parameter given back. */
+    public void afterStep() {
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            partGrad.fill(0);
+        }
+        java.util.Arrays.fill(reduced, false);
+        for (Tensor t : gradGroups) t.evict();
+        if (dataGroups != null && pinned == 0) for (Tensor t : dataGroups) t.evict();
+    }
+
+    /**
+     * Stage 2, after the step updated this rank's slices in the whole parameters: every rank's slices, to every
+     * rank (one all-gather per group, in place).
+     */
+    public void gatherUpdatedParameters() {
+        if (stage != 2) return;
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (int g = 0; g < bounds.length - 1; g++) {
+                Tensor whole = store.groupData(g);
+                comm.allGather(ownSlice(store.data(), g), whole);
+            }
+        }
+    }
+
+    /** This rank's slice of every group's summed gradient, end to end. */
+    public Tensor partitionGrad() {
+        return partGrad;
+    }
+
+    /** Stage 3: this rank's slice of every group's parameters, end to end (what the optimizer updates). */
+    public Tensor partitionData() {
+        if (partData == null) throw new IllegalStateException("stage 2 keeps the parameters whole: use store.data()");
+        return partData;
+    }
+
+    /** Where this rank's partition holds flat store element {@code offset}, or -1 when another rank owns it. */
+    public long partitionIndex(long offset) {
+        int g = store.groupOf(offset);
+        long part = (bounds[g + 1] - bounds[g]) / world, start = bounds[g] + rank * part;
+        return offset >= start && offset < start + part ? partOffset[g] + offset - start : -1;
+    }
+
+    /** This rank's owned flat ranges [starts[k], ends[k]), one per group, in order. */
+    public long[][] ownedRanges() {
+        int groups = bounds.length - 1;
+        long[] starts = new long[groups], ends = new long[groups];
+        for (int g = 0; g < groups; g++) {
+            long part = (bounds[g + 1] - bounds[g]) / world;
+            starts[g] = bounds[g] + rank * part;
+            ends[g] = starts[g] + part;
+        }
+        return new long[][] {starts, ends};
+    }
+
+    public int stage() {
+        return stage;
+    }
+
+    /**
+     * Gathers every group's parameters (stage 3; a collective) and keeps them whole until the guard closes. Nested
+     * guards keep them until the outermost closes.
+     */
+    public AutoCloseable gathered() {
+        if (dataGroups == null) return () -> {};
+        pinned++;
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (Tensor t : dataGroups) if (!t.isResident()) touch(t);
+        }
+        boolean[] closed = {false};
+        return () -> {
+            if (closed[0]) return;
+            closed[0] = true;
+            if (--pinned == 0) for (Tensor t : dataGroups) t.evict();
+        };
+    }
+
+    /** Brings an evictable tensor back (its refill runs on the first access of its memory). */
+    private static void touch(Tensor t) {
+        t.slice(0, 0, 1).toFloatArray();
+    }
+
+    /** Removes the layer hooks and frees the partitions; the store is unusable after (its buffers are freed). */
+    @Override
+    public void close() {
+        for (Transformer t : layerGroups.keySet()) t.setLayerHook(null);
+        scope.close();
+    }
+}

@@ -1,0 +1,185 @@
+package io.github.rlhf4j.dist;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.github.rlhf4j.model.CausalLM;
+import io.github.rlhf4j.model.Gpt2Config;
+import io.github.rlhf4j.model.Transformer;
+import io.github.rlhf4j.nn.Module;
+import io.github.rlhf4j.nn.ParameterStore;
+import io.github.rlhf4j.runtime.DType;
+import io.github.rlhf4j.runtime.Device;
+import io.github.rlhf4j.tensor.Autograd;
+import io.github.rlhf4j.tensor.Functional;
+import io.github.rlhf4j.tensor.Scope;
+import io.github.rlhf4j.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The single-process pieces of ZeRO stages 2 and 3: the layer-grouped layout, evictable tensors, the autograd
+ * region a layer's backward ends in, and {@link ShardedStore} on one rank (where a reduce-scatter and an all-gather
+ * are copies), whose partition gradient must be the plain backward's gradient bit for bit. The multi-rank runs are
+ * {@link ZeroTrainingTest}'s.
+ */
+class ShardedStoreTest {
+    static final int VOCAB = 41, T = 8, B = 2;
+
+    static CausalLM tiny() {
+        CausalLM m = CausalLM.of(Gpt2Config.tiny(VOCAB, T, 16, 3, 2));
+        m.train(false);
+        return m;
+    }
+
+    static Tensor loss(CausalLM m) {
+        Random r = new Random(3);
+        int[] ids = new int[B * T], targets = new int[B * T];
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = r.nextInt(VOCAB);
+            targets[i] = r.nextInt(VOCAB);
+        }
+        return Functional.crossEntropy(m.forward(Tensor.ofInts(ids, B, T)), Tensor.ofInts(targets, B, T), -100);
+    }
+
+    /** Copies {@code from}'s weights into {@code to} by name (their layouts differ). */
+    static void copyWeights(Module from, Module to) {
+        for (var e : from.namedParameters().entrySet())
+            to.namedParameters().get(e.getKey()).value().copyFromTensor(e.getValue().value(), false);
+    }
+
+    @Test
+    void theLayerGroupedLayoutPutsEveryLayerOnTheMultiple() {
+        CausalLM plain = tiny(), grouped = tiny();
+        try (ParameterStore a = ParameterStore.allocate(plain, Device.cpu(), 1);
+             ParameterStore b = ParameterStore.allocate(grouped, Device.cpu(), DType.F32, 1, true, Zero.layout(4, 3))) {
+            long[] cuts = b.groupBoundaries();
+            assertEquals(3 + 2 + 1, cuts.length, "embeddings, 3 layers, final norm: " + java.util.Arrays.toString(cuts));
+            for (long c : cuts) assertEquals(0, c % Zero.flatMultiple(4), "boundary " + c);
+            assertEquals(a.groupBoundaries().length, cuts.length, "the same groups, unpadded");
+            for (int i = 0; i < a.entries().size(); i++) {
+                ParameterStore.Entry x = a.entries().get(i), y = b.entries().get(i);
+                assertEquals(x.name(), y.name());
+                assertEquals(b.groupOf(y.offset()), a.groupOf(x.offset()), x.name() + " in the same group");
+            }
+            assertTrue(b.flatSize() > a.flatSize());
+            assertEquals(ParameterStore.Layout.DEFAULT, Zero.layout(1, 3), "one rank partitions nothing");
+            assertEquals(new ParameterStore.Layout(64 * 4, false), Zero.layout(4, 1));
+        }
+    }
+
+    @Test
+    void anEvictedTensorRefillsOnFirstUseAndKeepsItsViewsAndVersion() {
+        int[] refills = {0};
+        try (Scope s = Scope.open()) {
+            Tensor t = s.evictable(DType.F32, 8, w -> {
+                refills[0]++;
+                w.copyFrom(new float[] {1, 2, 3, 4, 5, 6, 7, 8});
+            });
+            Tensor view = t.slice(0, 2, 5);
+            assertFalse(t.isResident(), "it starts evicted");
+            assertEquals(0, refills[0], "making a view does not fill it");
+            assertArrayEquals(new float[] {3, 4, 5}, view.toFloatArray());
+            assertTrue(t.isResident());
+            assertEquals(1, refills[0]);
+            long live = Device.cpu().memory().live();
+            t.evict();
+            assertTrue(Device.cpu().memory().live() < live, "its memory went back to the pool");
+            assertArrayEquals(new float[] {3, 4, 5}, view.toFloatArray(), "the old view reads the refilled memory");
+            assertEquals(2, refills[0]);
+            Tensor plain = s.zeros(DType.F32, 4);
+            assertThrows(IllegalStateException.class, plain::evict, "only evictable tensors can be evicted");
+        }
+    }
+
+    @Test
+    void aRegionGivesTheGradientsOfRunningInlineAndEndsEachLayerAfterItsGradients() {
+        CausalLM a = tiny(), b = tiny();
+        try (ParameterStore sa = ParameterStore.allocate(a, Device.cpu(), 7);
+             ParameterStore sb = ParameterStore.allocate(b, Device.cpu(), 7)) {
+            List<Integer> ended = new ArrayList<>();
+            List<float[]> gradAtEnd = new ArrayList<>();
+            Transformer t = (Transformer) b.namedModules().values().stream().filter(m -> m instanceof Transformer)
+                    .findFirst().orElseThrow();
+            t.setLayerHook((index, x, cached, run) -> Autograd.region("l" + index, run, x, new Autograd.RegionHooks() {
+                @Override
+                public void afterForward() {}
+
+                @Override
+                public void afterBackward() {
+                    ended.add(index);
+                    gradAtEnd.add(sb.groupGrad(index + 1).toFloatArray());
+                }
+            }));
+            try (Scope s = Scope.open()) {
+                loss(a).backward();
+                loss(b).backward();
+            }
+            assertEquals(List.of(2, 1, 0), ended, "the last layer's backward ends first");
+            assertArrayEquals(sa.grad().toFloatArray(), sb.grad().toFloatArray(), "bit for bit");
+            for (int k = 0; k < 3; k++)
+                assertArrayEquals(sb.groupGrad(ended.get(k) + 1).toFloatArray(), gradAtEnd.get(k),
+                        "layer " + ended.get(k) + "'s gradient was final when its region ended");
+        }
+    }
+
+    @Test
+    void stagesTwoAndThreeOnOneRankSumTheGradientIntoThePartitionAndFreeWhatTheyGathered() {
+        for (int stage : new int[] {2, 3})
+            for (boolean checkpointing : new boolean[] {false, true}) {
+                CausalLM plain = tiny(), sharded = tiny();
+                try (ParameterStore sp = ParameterStore.allocate(plain, Device.cpu(), 9);
+                     ParameterStore ss = ParameterStore.allocate(sharded, Device.cpu(), DType.F32, 0, true,
+                             new ParameterStore.Layout(64, true))) {
+                    copyWeights(plain, sharded);
+                    for (Module m : List.of(plain, sharded))
+                        for (Module x : m.namedModules().values())
+                            if (x instanceof Transformer t) t.setGradientCheckpointing(checkpointing);
+                    long[] cuts = ss.groupBoundaries();
+                    try (ShardedStore z = new ShardedStore(ss, new SingleProcess(), stage)) {
+                        assertThrows(IllegalStateException.class, ss::grad, "no whole gradient buffer");
+                        if (stage == 3) assertThrows(IllegalStateException.class, ss::data, "no whole parameters");
+                        try (Scope s = Scope.open()) {
+                            Tensor l = loss(sharded);
+                            if (stage == 3)
+                                for (int g = 1; g + 1 < cuts.length - 1; g++)
+                                    assertFalse(ss.groupData(g).isResident(), "layer group " + g + " freed after its forward");
+                            l.backward();
+                            loss(plain).backward();
+                        }
+                        for (int g = 1; g + 1 < cuts.length - 1; g++)
+                            assertFalse(ss.groupGrad(g).isResident(), "layer " + g + "'s whole gradient given back");
+                        z.finishBackward();
+                        float[] want = sp.grad().toFloatArray(), got = z.partitionGrad().toFloatArray();
+                        String what = "stage " + stage + (checkpointing ? " with checkpointing" : "");
+                        for (ParameterStore.Entry e : ss.entries()) {
+                            ParameterStore.Entry p = sp.entries().stream().filter(x -> x.name().equals(e.name()))
+                                    .findFirst().orElseThrow();
+                            for (int i = 0; i < e.numel(); i++)
+                                assertEquals(want[(int) p.offset() + i], got[(int) z.partitionIndex(e.offset() + i)],
+                                        what + ": " + e.name() + "[" + i + "]");
+                        }
+                        z.afterStep();
+                        if (stage == 3) {
+                            for (int g = 0; g < cuts.length - 1; g++)
+                                assertFalse(ss.groupData(g).isResident(), "group " + g + " freed at rest");
+                            try (AutoCloseable whole = z.gathered()) {
+                                for (int g = 0; g < cuts.length - 1; g++) assertTrue(ss.groupData(g).isResident());
+                                for (var e : plain.namedParameters().entrySet())
+                                    assertArrayEquals(e.getValue().value().toFloatArray(),
+                                            sharded.namedParameters().get(e.getKey()).value().toFloatArray(), e.getKey());
+                            } catch (Exception e) {
+                                throw new AssertionError(e);
+                            }
+                            assertFalse(ss.groupData(1).isResident(), "given back when the guard closes");
+                        }
+                    }
+                }
+            }
+    }
+}
