@@ -204,6 +204,19 @@ public final class ShardedStore implements AutoCloseable {
         }
     }
 
+    /** Every rank's partition laid out like {@link #partitionData} ({@code partition}), whole into {@code whole}. */
+    public void gatherPartition(Tensor partition, Tensor whole) {
+        for (int g = 0; g < bounds.length - 1; g++)
+            comm.allGather(partition.slice(0, (int) partOffset[g], (int) partOffset[g + 1]),
+                    whole.slice(0, (int) bounds[g], (int) bounds[g + 1]));
+    }
+
+    /** This rank's slices of {@code whole} (the store's layout) into {@code partition}. */
+    public void takePartition(Tensor whole, Tensor partition) {
+        for (int g = 0; g < bounds.length - 1; g++)
+            partition.slice(0, (int) partOffset[g], (int) partOffset[g + 1]).copyFromTensor(ownSlice(whole, g), false);
+    }
+
     /** This rank's slice of every group's summed gradient, end to end. */
     public Tensor partitionGrad() {
         return partGrad;
@@ -242,7 +255,7 @@ public final class ShardedStore implements AutoCloseable {
      * Gathers every group's parameters (stage 3; a collective) and keeps them whole until the guard closes. Nested
      * guards keep them until the outermost closes.
      */
-    public AutoCloseable gathered() {
+    public Whole gathered() {
         if (dataGroups == null) return () -> {};
         pinned++;
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
@@ -254,6 +267,12 @@ public final class ShardedStore implements AutoCloseable {
             closed[0] = true;
             if (--pinned == 0) for (Tensor t : dataGroups) t.evict();
         };
+    }
+
+    /** A guard that keeps the parameters whole while open; closing throws nothing. */
+    public interface Whole extends AutoCloseable {
+        @Override
+        void close();
     }
 
     /** Brings an evictable tensor back (its refill runs on the first access of its memory). */

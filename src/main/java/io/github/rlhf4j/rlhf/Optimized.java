@@ -124,6 +124,41 @@ public final class Optimized implements AutoCloseable {
         return optimizerRanges;
     }
 
+    /**
+     * The flat weights this rank keeps whole between steps, what an EMA tracks: the store's flat buffer, or at
+     * ZeRO stage 3 this rank's partition (so the EMA is partitioned too, 1/N of it per rank). Turn such a tensor's
+     * values into the store's whole layout with {@link #gatherWhole}.
+     */
+    public Tensor emaSource() {
+        return sharded != null && sharded.stage() == 3 ? sharded.partitionData() : store.data();
+    }
+
+    /**
+     * Copies {@code source}, laid out as {@link #emaSource} (an EMA's shadow), into {@code whole}, a flat buffer in
+     * the store's layout: a copy, or at stage 3 an all-gather per group (a collective: every rank calls it).
+     */
+    public void gatherWhole(Tensor source, Tensor whole) {
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            if (sharded != null && sharded.stage() == 3) sharded.gatherPartition(source, whole);
+            else whole.copyFromTensor(source, false);
+        }
+    }
+
+    /** The inverse of {@link #gatherWhole}: this rank's part of {@code whole} into {@code target} (a resume). */
+    public void scatterWhole(Tensor whole, Tensor target) {
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            if (sharded != null && sharded.stage() == 3) sharded.takePartition(whole, target);
+            else target.copyFromTensor(whole, false);
+        }
+    }
+
+    /** How generation runs: at ZeRO stage 3 the actor is gathered whole once per generation phase. */
+    public String generationMode() {
+        return sharded != null && sharded.stage() == 3
+                ? "ZeRO-3 hybrid: parameters gathered whole once per generation phase, released after"
+                : "parameters whole on every rank";
+    }
+
     /** The communicator of a data-parallel run (null for one process). */
     public Communicator communicator() {
         return comm;
@@ -135,7 +170,7 @@ public final class Optimized implements AutoCloseable {
      * Engine does for generation and as a save needs; at other stages the parameters are whole already and it does
      * nothing.
      */
-    public AutoCloseable gathered() {
+    public ShardedStore.Whole gathered() {
         return sharded != null ? sharded.gathered() : () -> {};
     }
 

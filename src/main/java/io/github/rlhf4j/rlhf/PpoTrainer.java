@@ -134,7 +134,12 @@ public class PpoTrainer {
         // each batch its own sampling stream (seed + batch number): reproducible, resumable, and not the same random
         // draws for every batch
         var gen = config.generation().withSeed(config.generation().seed() + experiences++);
-        Generator.Result r = new Generator(engine.actor()).generate(ragged, gen, null);
+        Generator.Result r;
+        // ZeRO-3: gather the actor once for the whole generation phase, not every layer at every token (DeepSpeed's
+        // Hybrid Engine); a no-op at other stages
+        try (var whole = engine.actorOptimizer().gathered()) {
+            r = new Generator(engine.actor()).generate(ragged, gen, null);
+        }
         charge(0, t0);
         List<int[]> kept = new ArrayList<>();
         int longest = 0;

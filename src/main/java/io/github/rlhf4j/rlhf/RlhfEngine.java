@@ -38,7 +38,7 @@ public final class RlhfEngine implements AutoCloseable {
         this.criticOptimizer = criticOptimizer;
         this.reward = reward;
         this.rewardStore = rewardStore;
-        this.actorEma = enableEma ? new Ema(actorOptimizer.store().data()) : null;
+        this.actorEma = enableEma ? new Ema(actorOptimizer.emaSource()) : null;
     }
 
     public CausalLM actor() {
@@ -75,7 +75,10 @@ public final class RlhfEngine implements AutoCloseable {
         return criticOptimizer;
     }
 
-    /** The EMA of the actor's flat weights (null without EMA). */
+    /**
+     * The EMA of the actor's flat weights (null without EMA); at ZeRO stage 3 of this rank's partition of them
+     * ({@link Optimized#emaSource}, {@link Optimized#gatherWhole}).
+     */
     public Ema actorEma() {
         return actorEma;
     }

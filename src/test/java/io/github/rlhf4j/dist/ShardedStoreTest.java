@@ -168,13 +168,11 @@ class ShardedStoreTest {
                         if (stage == 3) {
                             for (int g = 0; g < cuts.length - 1; g++)
                                 assertFalse(ss.groupData(g).isResident(), "group " + g + " freed at rest");
-                            try (AutoCloseable whole = z.gathered()) {
+                            try (var whole = z.gathered()) {
                                 for (int g = 0; g < cuts.length - 1; g++) assertTrue(ss.groupData(g).isResident());
                                 for (var e : plain.namedParameters().entrySet())
                                     assertArrayEquals(e.getValue().value().toFloatArray(),
                                             sharded.namedParameters().get(e.getKey()).value().toFloatArray(), e.getKey());
-                            } catch (Exception e) {
-                                throw new AssertionError(e);
                             }
                             assertFalse(ss.groupData(1).isResident(), "given back when the guard closes");
                         }

@@ -74,7 +74,7 @@ public final class ZeroTrainMain {
                 // model states at rest, between steps: parameters, gradients, AdamW moments (and nothing else live)
                 long live = Device.cpu().memory().live() - baseline;
                 ByteBuffer b = ByteBuffer.allocate(4 * (int) model.parameterCount()).order(ByteOrder.LITTLE_ENDIAN);
-                try (AutoCloseable whole = opt.gathered()) { // stage 3: a collective, on every rank
+                try (var whole = opt.gathered()) { // stage 3: a collective, on every rank
                     for (ParameterStore.Entry e : store.entries())
                         for (float f : e.parameter().value().toFloatArray()) b.putFloat(f);
                 }

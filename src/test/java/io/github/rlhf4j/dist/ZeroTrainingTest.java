@@ -43,28 +43,37 @@ class ZeroTrainingTest {
 
     /** Runs ZeroTrainMain on {@code ranks} processes (1: without a launcher) and returns its output folder. */
     Path run(int ranks, int stage) throws Exception {
-        Path out = Files.createDirectories(tmp.resolve("np" + ranks + "-stage" + stage));
+        return run(ZeroTrainMain.class, ranks, stage, STEPS);
+    }
+
+    Path run(Class<?> main, int ranks, int stage, int steps) throws Exception {
+        String name = main.getSimpleName() + "-np" + ranks + "-stage" + stage;
+        Path out = Files.createDirectories(tmp.resolve(name));
         List<String> cmd = new ArrayList<>();
         // by name, not by path: an absolute path makes Open MPI guess a --prefix from it
         if (ranks > 1) cmd.addAll(List.of("mpirun", "-np", Integer.toString(ranks), "--oversubscribe", "--bind-to", "none"));
         cmd.addAll(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                ZeroTrainMain.class.getName(), Integer.toString(stage), Integer.toString(STEPS), out.toString()));
+                main.getName(), Integer.toString(stage), Integer.toString(steps), out.toString()));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
-                .redirectOutput(tmp.resolve("np" + ranks + "-stage" + stage + ".log").toFile());
+                .redirectOutput(tmp.resolve(name + ".log").toFile());
         Map<String, String> env = pb.environment();
         env.put("OMPI_ALLOW_RUN_AS_ROOT", "1");
         env.put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
         env.put("OMP_NUM_THREADS", "1");
         Process p = pb.start();
         assertTrue(p.waitFor(240, TimeUnit.SECONDS), "ranks " + ranks + " stage " + stage + " did not finish");
-        String log = Files.readString(tmp.resolve("np" + ranks + "-stage" + stage + ".log"));
+        String log = Files.readString(tmp.resolve(name + ".log"));
         assertEquals(0, p.exitValue(), log);
         return out;
     }
 
     static float[] weights(Path out) throws Exception {
-        ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(out.resolve("weights.f32"))).order(ByteOrder.LITTLE_ENDIAN);
+        return floats(out.resolve("weights.f32"));
+    }
+
+    static float[] floats(Path file) throws Exception {
+        ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(file)).order(ByteOrder.LITTLE_ENDIAN);
         float[] w = new float[b.remaining() / 4];
         b.asFloatBuffer().get(w);
         return w;
@@ -140,12 +149,45 @@ class ZeroTrainingTest {
             assertTrue(max < 2e-5, ranks + " ranks, stage " + stage + ": weights differ by " + max);
             assertTrue(apart < w.length / 100, apart + " weights apart by more than 1e-6");
             assertEquals(expectedBytes, f.get("bytes_step1"), "bytes per step");
-            long fullMoments = 2L * 4 * figures(tmp.resolve("np1-stage0")).get("flat");
+            long fullMoments = 2L * 4 * figures(one).get("flat");
             // stage 1: AdamW's two fp32 moments for this rank's slice alone: 1/N of the (padded) flat buffer
             if (stage >= 1) assertTrue(f.get("moment_bytes") <= 2L * 4 * f.get("flat") / ranks
                     && f.get("moment_bytes") < fullMoments / ranks + 2L * 4 * Zero.flatMultiple(ranks),
                     "stage 1 keeps 1/N of the moments: " + f.get("moment_bytes") + " of " + fullMoments);
             else assertTrue(f.get("moment_bytes") > fullMoments / 2, "stage 0 keeps them all");
         }
+    }
+
+    /**
+     * Step 3 under ZeRO stage 3 ({@link ZeroPpoMain}): five PPO iterations of actor and critic on 2 and 4 ranks reach
+     * the weights of one process, and so does the partitioned EMA once gathered; the actor, gathered whole once for
+     * the generation phase, generates for each rank's prompts what one process generates for them.
+     */
+    @Test
+    void ppoUnderStageThreeMatchesOneProcess() throws Exception {
+        assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
+        Path one = run(ZeroPpoMain.class, 1, 0, 5);
+        String generated = Files.readString(one.resolve("generated-rank0.txt"));
+        for (int ranks : new int[] {2, 4}) {
+            Path out = run(ZeroPpoMain.class, ranks, 3, 5);
+            StringBuilder all = new StringBuilder();
+            for (int r = 0; r < ranks; r++) all.append(Files.readString(out.resolve("generated-rank" + r + ".txt")));
+            assertEquals(generated, all.toString(), ranks + " ranks generate what one process generates");
+            assertTrue(Files.readString(out.resolve("mode.txt")).startsWith("ZeRO-3 hybrid"));
+            for (String model : new String[] {"actor", "critic", "ema"}) {
+                float[] want = floats(one.resolve(model + ".f32")), got = floats(out.resolve(model + ".f32"));
+                assertEquals(want.length, got.length);
+                double max = 0;
+                for (int i = 0; i < want.length; i++) max = Math.max(max, Math.abs(want[i] - got[i]));
+                System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest PPO, %d ranks, stage 3: %s max |w - w_1 "
+                        + "process| %.2e%n", ranks, model, max);
+                assertTrue(max < 2e-5, model + " on " + ranks + " ranks differs by " + max);
+            }
+        }
+        // and the run trained: the actor moved away from its average (which lags it)
+        float[] actor = floats(one.resolve("actor.f32")), ema = floats(one.resolve("ema.f32"));
+        double moved = 0;
+        for (int i = 0; i < actor.length; i++) moved = Math.max(moved, Math.abs(actor[i] - ema[i]));
+        assertTrue(moved > 1e-3, "the actor moved " + moved + " from its EMA");
     }
 }
