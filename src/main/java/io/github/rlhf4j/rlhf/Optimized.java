@@ -8,6 +8,7 @@ import io.github.rlhf4j.dist.Zero;
 import io.github.rlhf4j.optim.AdamW;
 import io.github.rlhf4j.optim.GradClip;
 import io.github.rlhf4j.optim.LrSchedule;
+import io.github.rlhf4j.runtime.DType;
 import io.github.rlhf4j.tensor.Autograd;
 import io.github.rlhf4j.tensor.InPlace;
 import io.github.rlhf4j.tensor.Scope;
@@ -45,7 +46,8 @@ public final class Optimized implements AutoCloseable {
     }
 
     private final ParameterStore store;
-    private final AdamW adamw;
+    private AdamW adamw;
+    private Offload offload; // null: the optimizer steps on the store's device
     private final Communicator comm; // null: one process
     private final ShardedStore sharded; // stages 2 and 3
     private final int zeroStage;
@@ -71,6 +73,17 @@ public final class Optimized implements AutoCloseable {
      * with {@link Zero#layout}.
      */
     public Optimized(ParameterStore store, Settings settings, Communicator comm, int zeroStage) {
+        this(store, settings, comm, zeroStage, false);
+    }
+
+    /**
+     * As {@link #Optimized(ParameterStore, Settings, Communicator, int)}, with {@code offload} (DS-Chat's
+     * {@code --offload}, ZeRO-Offload): this rank's optimizer state and its AdamW step live on the CPU, in host
+     * memory, while the model computes on its device. Each step copies this rank's (summed) gradients to the host,
+     * steps there with the CPU backend's multi-threaded AdamW on fp32 master weights, and copies the updated weights
+     * back. The device then holds no optimizer state. On a CPU store it changes nothing and is refused.
+     */
+    public Optimized(ParameterStore store, Settings settings, Communicator comm, int zeroStage, boolean offload) {
         this.store = store;
         this.settings = settings;
         this.comm = comm == null || comm.worldSize() == 1 ? null : comm;
@@ -93,6 +106,7 @@ public final class Optimized implements AutoCloseable {
             this.adamw = new AdamW(groups, config);
             this.sliceStart = 0;
             this.sliceEnd = 0;
+            if (offload) offloadOptimizer(config);
             return;
         }
         this.sharded = null;
@@ -113,6 +127,7 @@ public final class Optimized implements AutoCloseable {
             this.adamw = AdamW.forStore(store, config, settings.loraLr());
             this.optimizerRanges = AdamW.dsChatRanges(store);
         }
+        if (offload) offloadOptimizer(config);
     }
 
     /**
@@ -172,6 +187,55 @@ public final class Optimized implements AutoCloseable {
      */
     public ShardedStore.Whole gathered() {
         return sharded != null ? sharded.gathered() : () -> {};
+    }
+
+    /**
+     * ZeRO-Offload's optimizer side: host copies of every AdamW group's weights (the fp32 masters) and gradients,
+     * an AdamW over them, and the device groups they mirror.
+     */
+    private record Offload(AdamW device, java.util.List<AdamW.Group> host, Scope scope) {}
+
+    private void offloadOptimizer(AdamW.Config config) {
+        if (store.device().isCpu())
+            throw new IllegalArgumentException("--offload moves the optimizer from a GPU to the CPU; this model is on "
+                    + "the CPU already");
+        Scope scope = Scope.detached(io.github.rlhf4j.runtime.Device.cpu());
+        java.util.List<AdamW.Group> host = new java.util.ArrayList<>();
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (AdamW.Group g : adamw.groups()) {
+                Tensor p = scope.empty(DType.F32, (int) g.params().numel());
+                g.params().copyToHost(segment(p), DType.F32);
+                host.add(new AdamW.Group(p, scope.zeros(DType.F32, (int) g.grads().numel()), g.weightDecay(), g.lr()));
+            }
+        }
+        AdamW onDevice = adamw;
+        this.adamw = new AdamW(host, config);
+        this.offload = new Offload(onDevice, host, scope);
+        onDevice.close(); // its moments on the device are not needed: the host AdamW keeps its own
+    }
+
+    private static java.lang.foreign.MemorySegment segment(Tensor cpu) {
+        return java.lang.foreign.MemorySegment.ofAddress(cpu.address()).reinterpret(cpu.numel() * cpu.dtype().size);
+    }
+
+    /** Whether the optimizer state and step live on the CPU (ZeRO-Offload). */
+    public boolean isOffloaded() {
+        return offload != null;
+    }
+
+    /** The AdamW step, on the device or (offloaded) on the host between a gradient copy down and a weight copy up. */
+    private void adamwStep(double factor, double gradScale) {
+        if (offload == null) {
+            adamw.stepScheduled(factor, gradScale);
+            return;
+        }
+        java.util.List<AdamW.Group> dev = offload.device().groups();
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (int i = 0; i < dev.size(); i++) dev.get(i).grads().copyToHost(segment(offload.host().get(i).grads()), DType.F32);
+            adamw.stepScheduled(factor, gradScale);
+            for (int i = 0; i < dev.size(); i++)
+                dev.get(i).params().copyFromHost(segment(offload.host().get(i).params()), DType.F32);
+        }
     }
 
     /** The ZeRO stage (0 without a communicator of several ranks). */
@@ -277,7 +341,7 @@ public final class Optimized implements AutoCloseable {
                 return skip(why);
             }
             lastGradNorm = norm;
-            adamw.stepScheduled(settings.schedule().factor(adamw.stepCount()),
+            adamwStep(settings.schedule().factor(adamw.stepCount()),
                     GradClip.coefficient(norm, settings.maxGradNorm()) * scale);
             sharded.gatherUpdatedParameters();
             sharded.afterStep();
@@ -298,7 +362,7 @@ public final class Optimized implements AutoCloseable {
         }
         lastGradNorm = norm;
         // each group at its base rate times the schedule's factor; the default groups exactly at lr()
-        adamw.stepScheduled(settings.schedule().factor(adamw.stepCount()),
+        adamwStep(settings.schedule().factor(adamw.stepCount()),
                 GradClip.coefficient(norm, settings.maxGradNorm()) * scale);
         if (comm != null && zeroStage >= 1) gatherWeights();
         store.zeroGrad();
@@ -361,6 +425,7 @@ public final class Optimized implements AutoCloseable {
     @Override
     public void close() {
         adamw.close();
+        if (offload != null) offload.scope().close();
         if (sharded != null) sharded.close();
     }
 }
