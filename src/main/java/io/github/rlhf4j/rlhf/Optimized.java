@@ -334,20 +334,7 @@ public final class Optimized implements AutoCloseable {
                 comm.allReduce(sq);
                 norm = Math.sqrt(sq.toDoubleArray()[0]) * scale;
             }
-            if (!Double.isFinite(norm)) {
-                String why = what + ": gradient norm is " + norm + " at step " + (adamw.stepCount() + 1)
-                        + " (first non-finite gradient: " + firstNonFinite() + ")";
-                sharded.afterStep();
-                return skip(why);
-            }
-            lastGradNorm = norm;
-            adamwStep(settings.schedule().factor(adamw.stepCount()),
-                    GradClip.coefficient(norm, settings.maxGradNorm()) * scale);
-            sharded.gatherUpdatedParameters();
-            sharded.afterStep();
-            return true;
-        }
-        if (comm == null) {
+        } else if (comm == null) {
             // not GradClip.globalNorm: it throws on a non-finite norm without the step and the parameter
             norm = Math.sqrt(InPlace.sumOfSquares(store.grad()));
         } else {
@@ -357,16 +344,22 @@ public final class Optimized implements AutoCloseable {
         if (!Double.isFinite(norm)) {
             String why = what + ": gradient norm is " + norm + " at step " + (adamw.stepCount() + 1)
                     + " (first non-finite gradient: " + firstNonFinite() + ")";
-            store.zeroGrad();
+            clearGradients();
             return skip(why);
         }
         lastGradNorm = norm;
         // each group at its base rate times the schedule's factor; the default groups exactly at lr()
         adamwStep(settings.schedule().factor(adamw.stepCount()),
                 GradClip.coefficient(norm, settings.maxGradNorm()) * scale);
-        if (comm != null && zeroStage >= 1) gatherWeights();
-        store.zeroGrad();
+        if (sharded != null) sharded.gatherUpdatedParameters();
+        else if (comm != null && zeroStage >= 1) gatherWeights();
+        clearGradients();
         return true;
+    }
+
+    private void clearGradients() {
+        if (sharded != null) sharded.afterStep();
+        else store.zeroGrad();
     }
 
     /**
