@@ -9,7 +9,7 @@ import picocli.CommandLine.Command;
 @Command(name = "rlhf4j", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = {"RLHF for the JVM: supervised fine-tuning, reward modelling and PPO on a native backend.", ""},
         subcommands = {SelfTest.class, InitModel.class, Convert.class, Generate.class, Chat.class, Serve.class,
-                Train.class, Sft.class, Reward.class, Ppo.class, Plot.class, Bench.class,
+                Train.class, Sft.class, Reward.class, Ppo.class, Consolidate.class, Plot.class, Bench.class,
                 CommandLine.HelpCommand.class},
         footer = {"", "Examples:", "  bin/rlhf4j selftest            check the native backend, time a training step",
                 "  bin/rlhf4j selftest --threads 1",
@@ -19,6 +19,7 @@ import picocli.CommandLine.Command;
                 "  bin/rlhf4j serve --model DIR --port 8000",
                 "  bin/rlhf4j train                 the three RLHF steps on the embedded demo task",
                 "  bin/rlhf4j train --resume        go on where a killed run stopped",
+                "  bin/rlhf4j consolidate output/checkpoints/step1/checkpoint-500   resumable on any world size",
                 "  bin/rlhf4j plot                  redraw output/plots/*.png from output/logs",
                 "  bin/rlhf4j bench step3 --run cpu-tiny   DeepSpeed-Chat's step-3 benchmark, sized for a CPU",
                 "  bin/rlhf4j help selftest"})

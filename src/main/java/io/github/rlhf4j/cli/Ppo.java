@@ -144,14 +144,29 @@ final class Ppo implements Callable<Integer> {
         @Option(names = "--critic-gradient-checkpointing", description = "The same for the critic.")
         boolean criticGradientCheckpointing;
 
+        @Option(names = "--actor-zero-stage", paramLabel = "N", description = "ZeRO stage of the actor when several "
+                + "ranks train (DeepSpeed-Chat's --actor_zero_stage). " + StageOptions.ZERO_STAGES + " (default: 0; "
+                + "train: --zero-stage, for step 1 as well).")
+        Integer actorZeroStage;
+
+        @Option(names = "--critic-zero-stage", paramLabel = "N", description = "ZeRO stage of the critic, as "
+                + "--actor-zero-stage (DeepSpeed-Chat's --critic_zero_stage; default: 0; train: --zero-stage, for "
+                + "step 2 as well).")
+        Integer criticZeroStage;
+
+        /** The stage of a model whose own flag is not given: {@code train}'s --zero-stage (0 for {@code ppo}). */
+        int zeroStageDefault;
+
         Stages.ModelOptions actorOptions(CommandLine cmd) {
             return StageOptions.modelOptions(cmd, "actor-", actorLoraDim, actorLoraModuleName, actorLoraLr,
-                    onlyOptimizeLora, actorGradientCheckpointing);
+                    onlyOptimizeLora, actorGradientCheckpointing,
+                    actorZeroStage != null ? actorZeroStage : zeroStageDefault);
         }
 
         Stages.ModelOptions criticOptions(CommandLine cmd) {
             return StageOptions.modelOptions(cmd, "critic-", criticLoraDim, criticLoraModuleName, criticLoraLr,
-                    onlyOptimizeLora, criticGradientCheckpointing);
+                    onlyOptimizeLora, criticGradientCheckpointing,
+                    criticZeroStage != null ? criticZeroStage : zeroStageDefault);
         }
 
         @Option(names = "--temperature", defaultValue = "1.0", paramLabel = "T", description = "Sampling temperature of "

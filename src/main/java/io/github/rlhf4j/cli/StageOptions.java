@@ -142,15 +142,33 @@ final class StageOptions {
         }
     }
 
+    /** What ZeRO's stages partition, for the help of the ZeRO flags. */
+    static final String ZERO_STAGES = "0: every rank holds and updates everything (plain data parallel); 1: the AdamW "
+            + "state is partitioned across the ranks; 2: the gradients too; 3: the parameters too. Checkpoints then "
+            + "hold one optimizer partition per rank (resume with as many ranks, or run `rlhf4j consolidate` first). "
+            + "One process has nothing to partition";
+
+    /** {@code n} if it is a ZeRO stage, else a usage error naming {@code flag}. */
+    static int zeroStage(CommandLine cmd, String flag, int n) {
+        if (n < 0 || n > 3)
+            throw new CommandLine.ParameterException(cmd, flag + " " + n + ": the ZeRO stages are 0 (nothing "
+                    + "partitioned), 1 (optimizer state), 2 (optimizer state and gradients) and 3 (optimizer state, "
+                    + "gradients and parameters)");
+        return n;
+    }
+
     /**
-     * How one model trains beyond its optimizer, DS-Chat's flags: LoRA and gradient checkpointing. Steps 1 and 2
-     * take them bare ({@code --lora-dim}); step 3 per model ({@code --actor-lora-dim}, {@code --critic-lora-dim}).
+     * How one model trains beyond its optimizer, DS-Chat's flags: LoRA, gradient checkpointing and the ZeRO stage.
+     * Steps 1 and 2 take them bare ({@code --lora-dim}, {@code --zero-stage}); step 3 per model
+     * ({@code --actor-lora-dim}, {@code --critic-zero-stage}).
      */
     static Stages.ModelOptions modelOptions(CommandLine cmd, String prefix, int loraDim, String loraModuleName,
-                                            double loraLr, boolean onlyOptimizeLora, boolean gradientCheckpointing) {
+                                            double loraLr, boolean onlyOptimizeLora, boolean gradientCheckpointing,
+                                            int zeroStage) {
+        zeroStage(cmd, "--" + prefix + "zero-stage", zeroStage);
         try {
             return new Stages.ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora && loraDim > 0,
-                    gradientCheckpointing);
+                    gradientCheckpointing, zeroStage);
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(cmd, "--" + prefix + "lora-dim " + loraDim + ": " + e.getMessage());
         }
@@ -179,10 +197,16 @@ final class StageOptions {
                 + "pass instead of keeping them: much less memory for about one more forward pass.")
         boolean gradientCheckpointing;
 
+        @Option(names = "--zero-stage", defaultValue = "0", paramLabel = "N",
+                description = "ZeRO stage when several ranks train (DeepSpeed-Chat's --zero_stage). " + ZERO_STAGES
+                        + " (default: ${DEFAULT-VALUE}).")
+        int zeroStage;
+
         Stages.ModelOptions options(CommandLine cmd) {
             if (onlyOptimizeLora && loraDim == 0)
                 throw new CommandLine.ParameterException(cmd, "--only-optimize-lora needs --lora-dim > 0");
-            return modelOptions(cmd, "", loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing);
+            return modelOptions(cmd, "", loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing,
+                    zeroStage);
         }
     }
 

@@ -28,7 +28,9 @@ import picocli.CommandLine.Option;
                 "      --deployment-type single_gpu --data-path data/hh-rlhf --output-dir output",
                 "  bin/rlhf4j train --step 3 --actor-model models/opt-1.3b --reward-model models/opt-350m \\",
                 "      --data-path data/hh-rlhf --enable-ema      step 3 again from the saved steps 1 and 2",
-                "  bin/rlhf4j train --checkpoint-every 100 --resume   go on where a killed run stopped"})
+                "  bin/rlhf4j train --checkpoint-every 100 --resume   go on where a killed run stopped",
+                "  bin/rlhf4j train --deployment-type single_node --num-gpus 8 --zero-stage 1 \\",
+                "      --actor-model A --reward-model R --data-path D   AdamW state split 8 ways"})
 final class Train implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -75,6 +77,13 @@ final class Train implements Callable<Integer> {
             + "On a machine without GPUs the ranks share the CPU cores.")
     Integer numGpus;
 
+    @Option(names = "--zero-stage", defaultValue = "0", paramLabel = "N",
+            description = "ZeRO stage of every trained model when several ranks train; --actor-zero-stage (steps 1 "
+                    + "and 3's actor) and --critic-zero-stage (steps 2 and 3's critic) override it, as DeepSpeed-Chat's "
+                    + "train.py --actor-zero-stage and --reward-zero-stage do. " + StageOptions.ZERO_STAGES
+                    + " (default: ${DEFAULT-VALUE}).")
+    int zeroStage;
+
     @Option(names = "--hostfile", paramLabel = "FILE", description = "multi_node: the hosts, one 'HOST slots=N' "
             + "line each, as DeepSpeed's launcher reads them.")
     Path hostfile;
@@ -108,6 +117,10 @@ final class Train implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(cmd, e.getMessage());
         }
+        // bad ZeRO flags fail here, before any rank is started
+        ppo.zeroStageDefault = StageOptions.zeroStage(cmd, "--zero-stage", zeroStage);
+        if (ppo.actorZeroStage != null) StageOptions.zeroStage(cmd, "--actor-zero-stage", ppo.actorZeroStage);
+        if (ppo.criticZeroStage != null) StageOptions.zeroStage(cmd, "--critic-zero-stage", ppo.criticZeroStage);
         Launch.Rank rank = Launch.Rank.fromEnvironment();
         if (deployment != Launch.Deployment.SINGLE_GPU && !rank.launched()) {
             // as DS-Chat's train.py hands over to the deepspeed launcher: start the ranks under mpirun, each running
@@ -143,6 +156,9 @@ final class Train implements Callable<Integer> {
             DemoSettings s = DemoSettings.defaults().withSeed(data.seed).withMaxSteps(training.maxSteps);
             if (demoRows != null) s = s.withRows(demoRows);
             if (ppo.enableEma) s = s.withEma(true);
+            if (zeroStage > 0)
+                cmd.getOut().printf("train: one process: --zero-stage %d has nothing to partition across ranks; the "
+                        + "demo trains as ZeRO stage 0%n", zeroStage);
             Demo.run(data.outputDir, s, guard, cmd.getOut());
             return 0;
         }

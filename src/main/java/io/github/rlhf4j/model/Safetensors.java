@@ -210,6 +210,24 @@ public final class Safetensors implements AutoCloseable {
         dst.copyFromHost(data.asSlice(e.begin(), e.end() - e.begin()), dt);
     }
 
+    /**
+     * Copies elements [{@code from}, {@code from + dst.numel()}) of tensor {@code name}, in its row-major order, into
+     * contiguous {@code dst} (converted to dst's dtype): a part of a tensor without reading the rest, as a ZeRO rank
+     * takes its slice of a whole optimizer buffer.
+     */
+    public void readSlice(String name, long from, Tensor dst) {
+        Entry e = entries.get(name);
+        if (e == null) throw new ModelFormatException(file + ": no tensor '" + name + "'");
+        DType dt = dtypeOf(e.dtype());
+        if (dt == null)
+            throw new ModelFormatException(file + ": tensor '" + name + "' has dtype " + e.dtype()
+                    + "; rlhf4j reads F32, F16, BF16, F64 and I32");
+        if (from < 0 || from + dst.numel() > e.numel())
+            throw new ModelFormatException(file + ": tensor '" + name + "' has " + e.numel() + " elements; elements ["
+                    + from + ", " + (from + dst.numel()) + ") were asked for");
+        dst.copyFromHost(data.asSlice(e.begin() + from * dt.size, dst.numel() * dt.size), dt);
+    }
+
     @Override
     public void close() {
         arena.close();

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.Rlhf4j;
+import io.github.rlhf4j.dist.Communicator;
 import io.github.rlhf4j.model.ConfigJson;
 import io.github.rlhf4j.model.HfModel;
 import io.github.rlhf4j.model.ModelFormatException;
@@ -52,6 +53,13 @@ import java.util.stream.Stream;
  * which {@link #open} and the {@code verify} methods detect (no manifest, a file missing or of another size, a
  * tensor missing or of another shape). When the stage has finished, {@code result.json} beside the manifest holds
  * its final figures.
+ *
+ * <p>Under ZeRO (stage 1 and up on several ranks) no rank holds a whole optimizer: each rank writes its partition,
+ * {@code optimizer/<model>.rank-<r>-of-<N>.safetensors}, and the manifest records the world size and the partition
+ * map ({@link OptimizerPartitions}: each rank's file, byte size and ranges). Such a checkpoint resumes on the same
+ * number of ranks at the same stage, each rank reading its own file; {@link #consolidate} turns it into a
+ * single-process checkpoint (whole moments), which resumes on any number of ranks. The model folders are always
+ * whole Hugging Face models, written by rank 0 (at stage 3 with the parameters gathered).
  */
 public final class Checkpoint {
     /** The manifest's {@code format_version}; a checkpoint of another version is refused. */
@@ -59,6 +67,8 @@ public final class Checkpoint {
     public static final String MANIFEST = "manifest.json", RESULT = "result.json";
     /** The file of a model folder that holds its LoRA layers' unfused weights and adapters. */
     public static final String LORA_STATE = "lora.safetensors";
+    /** The manifest's map of partitioned optimizers: name -> world size, ZeRO stage, groups, each rank's file. */
+    static final String PARTITIONS = "optimizer_partitions";
     private static final String PREFIX = "checkpoint-";
     private static final Pattern NAME = Pattern.compile("checkpoint-(\\d+)");
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
@@ -238,6 +248,30 @@ public final class Checkpoint {
         }
     }
 
+    /**
+     * {@link #loadModel(String, Module)} into a model that {@code owner} trains. At ZeRO stage 3 its parameters live
+     * in the ranks' partitions: every rank (a collective) gathers them, loads the whole weights into them, and keeps
+     * its own slices in its partition; at other stages (or with {@code owner} null) a plain load.
+     */
+    public void loadModel(String name, Module model, Optimized owner) {
+        if (owner == null || owner.zeroStage() < 3) {
+            loadModel(name, model);
+            return;
+        }
+        io.github.rlhf4j.nn.ParameterStore store = owner.store();
+        try (var whole = owner.gathered(); Scope s = Scope.open(store.device());
+             Autograd.NoGrad ignored = Autograd.noGrad()) {
+            loadModel(name, model);
+            // the gathered values are given back when the guard closes: copy them out in the store's layout first
+            Tensor flat = s.zeros(DType.F32, Math.toIntExact(store.flatSize()));
+            for (io.github.rlhf4j.nn.ParameterStore.Entry e : store.entries()) {
+                int at = Math.toIntExact(e.offset()), n = Math.toIntExact(e.numel());
+                flat.slice(0, at, at + n).copyFromTensor(e.parameter().value().reshape(n), false);
+            }
+            owner.scatterWhole(flat, owner.emaSource());
+        }
+    }
+
     /** The model folder's LoRA state, or null when {@code model} has no adapters. */
     private Safetensors loraState(String name, Module model) {
         if (Lora.adapters(model).isEmpty()) return null;
@@ -260,38 +294,58 @@ public final class Checkpoint {
         return out;
     }
 
-    /** Checks that {@code optimizer/<name>.safetensors} holds both moments of every group of {@code opt}. */
+    /**
+     * Checks that the checkpoint holds both moments of every AdamW group of {@code opt}: a whole file
+     * ({@code optimizer/<name>.safetensors}, which any world size and ZeRO stage resumes from, each rank taking its
+     * slices), or the partitions of as many ranks as this run has, at its ZeRO stage, each file as the manifest
+     * describes it.
+     *
+     * @throws DamagedException naming the file that is missing or disagrees with the manifest
+     * @throws IllegalArgumentException for partitions of another world size or ZeRO stage (consolidate them first)
+     */
     public void verifyOptimizer(String name, Optimized opt) {
-        List<AdamW.Group> groups = opt.adamw().groups();
-        try (Safetensors st = Safetensors.open(optimizerFile(dir, name))) {
-            for (int i = 0; i < groups.size(); i++)
-                for (String m : List.of("exp_avg.", "exp_avg_sq.")) {
-                    Safetensors.Entry t = st.entries().get(m + i);
-                    if (t == null) throw new DamagedException(st.file() + ": no tensor '" + m + i + "'");
-                    if (t.numel() != groups.get(i).params().numel() || !t.dtype().equals("F32"))
-                        throw new DamagedException(st.file() + ": tensor '" + m + i + "' has " + t.numel() + " "
-                                + t.dtype() + " values; group " + i + " has " + groups.get(i).params().numel());
-                }
-        } catch (ModelFormatException e) {
-            throw new DamagedException(e.getMessage());
-        }
+        OptimizerPartitions.PartitionMap m = partitions(name);
+        if (m != null) OptimizerPartitions.requireFits(m, opt, dir);
+        else OptimizerPartitions.verifyWhole(optimizerFile(dir, name), opt);
         JsonNode o = state().path("optimizers").path(name);
         if (!o.has("steps") || !o.has("skipped_steps"))
             throw new DamagedException(dir.resolve(MANIFEST) + ": no step counters for optimizer '" + name + "'");
     }
 
-    /** Restores {@code opt}'s moments, step count (and with it the schedule's position) and skipped steps. */
+    /**
+     * Restores {@code opt}'s moments (this rank's partition, or its slices of the whole moments), step count (and
+     * with it the schedule's position) and skipped steps.
+     */
     public void loadOptimizer(String name, Optimized opt) {
-        List<AdamW.Group> groups = opt.adamw().groups();
-        try (Safetensors st = Safetensors.open(optimizerFile(dir, name))) {
-            for (int i = 0; i < groups.size(); i++) {
-                Tensor[] mv = opt.adamw().moments(i);
-                st.read("exp_avg." + i, mv[0]);
-                st.read("exp_avg_sq." + i, mv[1]);
-            }
-        }
+        OptimizerPartitions.PartitionMap m = partitions(name);
+        if (m != null) OptimizerPartitions.loadPartition(m, opt, dir);
+        else OptimizerPartitions.loadWhole(optimizerFile(dir, name), opt);
         JsonNode o = state().path("optimizers").path(name);
         opt.restoreCounters(o.get("steps").asLong(), o.get("skipped_steps").asLong());
+    }
+
+    /** The number of ranks that wrote this checkpoint (1 for one process). */
+    public int worldSize() {
+        return manifest.path("world_size").asInt(1);
+    }
+
+    /**
+     * What a consolidated checkpoint was made from ({@code checkpoint}, {@code world_size}, {@code zero_stages} by
+     * optimizer), or a missing node for one written by a run.
+     */
+    public JsonNode consolidatedFrom() {
+        return manifest.path("consolidated_from");
+    }
+
+    /** Whether some optimizer's state is partitioned over ranks (ZeRO stage 1 or more on several ranks). */
+    public boolean partitioned() {
+        return !manifest.path(PARTITIONS).isEmpty();
+    }
+
+    /** Optimizer {@code name}'s partition map, checked against the files; null when its moments are whole. */
+    private OptimizerPartitions.PartitionMap partitions(String name) {
+        JsonNode n = manifest.path(PARTITIONS).get(name);
+        return n == null ? null : OptimizerPartitions.read(dir, dir.resolve(MANIFEST), name, n);
     }
 
     /** Integer array {@code name} of {@code state.safetensors}, or null when the checkpoint has none by that name. */
@@ -333,29 +387,79 @@ public final class Checkpoint {
     }
 
     private static Path optimizerFile(Path dir, String name) {
-        return dir.resolve("optimizer").resolve(name + ".safetensors");
+        return dir.resolve(OptimizerPartitions.wholeFile(name));
     }
 
     // ---- writing -------------------------------------------------------------------------------------------------
 
-    /** Builds a checkpoint in a hidden folder beside its final place; {@link #commit} moves it there. */
+    /**
+     * Builds a checkpoint in a hidden folder beside its final place; {@link #commit} moves it there.
+     *
+     * <p>A collective writer (a communicator of several ranks) is made and used by every rank together, each call at
+     * the same point on every rank: rank 0 makes the folder and writes the models, the integer state and the
+     * metrics; every rank writes its own partition of each optimizer whose state is partitioned (ZeRO stage 1 and
+     * up; {@code optimizer/<name>.rank-<r>-of-<N>.safetensors}, a temp file renamed into place). Each call ends with
+     * the ranks telling each other whether their part succeeded, so that a failure on one rank stops every rank,
+     * naming it, instead of leaving the others waiting; and only once every rank's files are in place does rank 0
+     * write the manifest (with the partition map) and rename the folder. A {@code checkpoint-<step>} folder with a
+     * manifest is therefore complete for every rank.
+     */
     public static final class Writer implements AutoCloseable {
         private final Path stageDir, tmp;
         private final long step;
+        private final int world;
+        private final Communicator comm; // null: this process writes alone
         private final Map<String, int[][]> ints = new LinkedHashMap<>();
+        private final Map<Path, Integer> metrics = new LinkedHashMap<>();
+        private final ObjectNode partitions = JSON.createObjectNode();
         private boolean committed;
 
-        /** Starts {@code stageDir/checkpoint-<step>}. */
+        /** Starts {@code stageDir/checkpoint-<step>}, written by this process alone. */
         public Writer(Path stageDir, long step) {
+            this(stageDir, step, 1, null);
+        }
+
+        /**
+         * Starts {@code stageDir/checkpoint-<step>} of a run over {@code world} ranks (recorded in the manifest).
+         * {@code comm} null or of one rank: this process writes it alone (one process, or rank 0 of a ZeRO stage 0
+         * run, where every rank holds the whole state); else every rank of {@code comm} makes this call and the
+         * ones after it together.
+         */
+        public Writer(Path stageDir, long step, int world, Communicator comm) {
             this.stageDir = stageDir.toAbsolutePath().normalize();
             this.step = step;
-            this.tmp = this.stageDir.resolve("." + PREFIX + step + ".tmp-" + ProcessHandle.current().pid());
-            try {
-                deleteTree(tmp);
-                Files.createDirectories(tmp);
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot create " + tmp + ": " + e.getMessage(), e);
+            this.world = world;
+            this.comm = comm == null || comm.worldSize() == 1 ? null : comm;
+            long pid = ProcessHandle.current().pid();
+            RuntimeException failed = null;
+            if (rank() == 0) {
+                Path t = tmpOf(this.stageDir, step, pid);
+                try {
+                    deleteTree(t);
+                    Files.createDirectories(t);
+                } catch (IOException e) {
+                    failed = new UncheckedIOException("cannot create " + t + ": " + e.getMessage(), e);
+                    pid = -1;
+                }
             }
+            if (this.comm != null) {
+                // rank 0's pid names the folder every rank writes into, and tells them it is there
+                long[] all = this.comm.allGather(rank() == 0 ? pid : 0);
+                if (failed == null && all[0] < 0)
+                    failed = new IllegalStateException("checkpoint " + step + ": rank 0 could not create its folder in "
+                            + this.stageDir + " (rank 0 reports why)");
+                pid = all[0];
+            }
+            if (failed != null) throw failed;
+            this.tmp = tmpOf(this.stageDir, step, pid);
+        }
+
+        private static Path tmpOf(Path stageDir, long step, long pid) {
+            return stageDir.resolve("." + PREFIX + step + ".tmp-" + pid);
+        }
+
+        private int rank() {
+            return comm == null ? 0 : comm.rank();
         }
 
         /** The folder being written. */
@@ -365,9 +469,24 @@ public final class Checkpoint {
 
         /**
          * A model as a Hugging Face folder {@code name} (F32, one file), with the tokenizer files of
-         * {@code sideFiles}; with LoRA adapters, their layers' exact state in {@link #LORA_STATE} as well.
+         * {@code sideFiles}; with LoRA adapters, their layers' exact state in {@link #LORA_STATE} as well. Rank 0
+         * writes it.
          */
         public void model(String name, Module model, ConfigJson config, Path sideFiles) {
+            agree("write model '" + name + "'", () -> {
+                if (rank() == 0) writeModel(name, model, config, sideFiles);
+            });
+        }
+
+        /**
+         * {@link #model(String, Module, ConfigJson, Path)} of a model that {@code owner} trains: at ZeRO stage 3
+         * every rank gathers its parameters around rank 0's write ({@link Optimized#gathered}, a collective).
+         */
+        public void model(String name, Module model, ConfigJson config, Path sideFiles, Optimized owner) {
+            whole(owner, () -> model(name, model, config, sideFiles));
+        }
+
+        private void writeModel(String name, Module model, ConfigJson config, Path sideFiles) {
             HfModel.save(model, config, tmp.resolve(name), sideFiles, DType.F32, Long.MAX_VALUE);
             java.util.Set<String> owned = loraOwned(model);
             if (owned.isEmpty()) return;
@@ -383,8 +502,36 @@ public final class Checkpoint {
             }
         }
 
-        /** An optimizer's moments, {@code optimizer/<name>.safetensors}; its counters go in the state. */
+        /**
+         * An optimizer's moments: whole in {@code optimizer/<name>.safetensors} (rank 0), or, when {@code opt}'s
+         * state is partitioned, each rank's own partition; its counters go in the state.
+         */
         public void optimizer(String name, Optimized opt) {
+            if (opt.zeroStage() == 0) {
+                agree("write the optimizer state of '" + name + "'", () -> {
+                    if (rank() == 0) writeWholeOptimizer(name, opt);
+                });
+                return;
+            }
+            if (comm == null)
+                throw new IllegalStateException("optimizer '" + name + "' is partitioned (ZeRO stage " + opt.zeroStage()
+                        + "): every rank writes its checkpoint together (a Writer over the communicator)");
+            int r = comm.rank(), n = comm.worldSize();
+            agree("write its partition of the optimizer state of '" + name + "'", () -> {
+                try {
+                    OptimizerPartitions.writePartition(tmp.resolve(OptimizerPartitions.partitionFile(name, r, n)), opt,
+                            r, n);
+                } catch (IOException e) {
+                    throw new UncheckedIOException("cannot write rank " + r + "'s optimizer partition into " + tmp
+                            + ": " + e.getMessage(), e);
+                }
+            });
+            agree("list the optimizer partitions of '" + name + "'", () -> {
+                if (r == 0) partitions.set(name, OptimizerPartitions.describe(tmp, name, opt));
+            });
+        }
+
+        private void writeWholeOptimizer(String name, Optimized opt) {
             Map<String, Tensor> tensors = new LinkedHashMap<>();
             for (int i = 0; i < opt.adamw().groups().size(); i++) {
                 Tensor[] mv = opt.adamw().moments(i);
@@ -404,28 +551,32 @@ public final class Checkpoint {
             ints.put(name, new int[][] {values, {rows, cols}});
         }
 
-        /** The first {@code lines} lines of a metrics file, as {@code logs/<its name>}. */
+        /** The first {@code lines} lines of a metrics file, as {@code logs/<its name>} (copied by {@link #commit}). */
         public void metrics(Path file, int lines) {
-            try {
-                Files.createDirectories(tmp.resolve("logs"));
-                List<String> all = Files.exists(file) ? Files.readAllLines(file) : List.of();
-                Files.write(tmp.resolve("logs").resolve(file.getFileName().toString()),
-                        all.subList(0, Math.min(lines, all.size())));
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot copy " + file + " into " + tmp + ": " + e.getMessage(), e);
-            }
+            metrics.put(file, lines);
         }
 
         /**
          * Writes the manifest, forces every file and folder to disk and renames the folder to
-         * {@code checkpoint-<step>} (replacing one of that name).
+         * {@code checkpoint-<step>} (replacing one of that name). A collective writer does this on rank 0 once every
+         * rank's part is written, and returns null on the other ranks.
          *
          * @param settings what a resumed run must share, by flag name
          * @param state the stage's counters and positions
          */
         public Checkpoint commit(String stage, long totalSteps, Map<String, String> settings, ObjectNode state) {
+            Checkpoint[] made = new Checkpoint[1];
+            agree("commit " + stageDir.resolve(PREFIX + step), () -> {
+                if (rank() == 0) made[0] = commitHere(stage, totalSteps, settings, state);
+            });
+            committed = true;
+            return made[0];
+        }
+
+        private Checkpoint commitHere(String stage, long totalSteps, Map<String, String> settings, ObjectNode state) {
             Path target = stageDir.resolve(PREFIX + step);
             try {
+                for (var e : metrics.entrySet()) copyMetrics(e.getKey(), e.getValue());
                 if (!ints.isEmpty())
                     try (Scope s = Scope.open()) {
                         Map<String, Tensor> t = new LinkedHashMap<>();
@@ -438,49 +589,195 @@ public final class Checkpoint {
                 m.put("stage", stage);
                 m.put("step", step);
                 m.put("total_steps", totalSteps);
+                m.put("world_size", world);
                 ObjectNode s = m.putObject("settings");
                 settings.forEach(s::put);
                 m.set("state", state);
-                ObjectNode files = m.putObject("files");
-                List<Path> all;
-                try (Stream<Path> w = Files.walk(tmp)) {
-                    all = w.filter(Files::isRegularFile).sorted().toList();
-                }
-                for (Path p : all) {
-                    String rel = tmp.relativize(p).toString().replace('\\', '/');
-                    if (rel.endsWith(".safetensors")) files.put(rel, Files.size(p));
-                    force(p);
-                }
+                if (!partitions.isEmpty()) m.set(PARTITIONS, partitions);
+                m.set("files", sealFiles(tmp));
                 Files.write(tmp.resolve(MANIFEST), JSON.writeValueAsBytes(m));
                 force(tmp.resolve(MANIFEST));
-                try (Stream<Path> w = Files.walk(tmp)) {
-                    for (Path d : w.filter(Files::isDirectory).toList()) force(d);
-                }
-                if (Files.exists(target)) {
-                    Path old = stageDir.resolve("." + PREFIX + step + ".old-" + ProcessHandle.current().pid());
-                    deleteTree(old);
-                    Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-                    deleteTree(old);
-                }
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-                force(stageDir);
-                committed = true;
+                forceFolders(tmp);
+                place(tmp, target);
                 return new Checkpoint(target, m, null);
             } catch (IOException e) {
                 throw new UncheckedIOException("cannot write checkpoint " + target + ": " + e.getMessage(), e);
             }
         }
 
-        /** Removes the half-written folder unless it was committed. */
+        private void copyMetrics(Path file, int lines) throws IOException {
+            Files.createDirectories(tmp.resolve("logs"));
+            List<String> all = Files.exists(file) ? Files.readAllLines(file) : List.of();
+            Files.write(tmp.resolve("logs").resolve(file.getFileName().toString()),
+                    all.subList(0, Math.min(lines, all.size())));
+        }
+
+        /**
+         * Runs this rank's part of a step; on a collective writer the ranks then tell each other how it went, and a
+         * failure on any rank throws on every rank (its own error where it happened, a line naming it elsewhere).
+         */
+        private void agree(String what, Runnable work) {
+            RuntimeException failed = null;
+            try {
+                work.run();
+            } catch (RuntimeException e) {
+                failed = e;
+            }
+            if (comm != null) {
+                long[] all = comm.allGather(failed == null ? 0 : 1);
+                for (int r = 0; r < all.length && failed == null; r++)
+                    if (all[r] != 0)
+                        failed = new IllegalStateException("checkpoint " + step + ": rank " + r + " could not " + what
+                                + " (rank " + r + " reports why); the checkpoint is not kept");
+            }
+            if (failed != null) throw failed;
+        }
+
+        /** Removes the half-written folder unless it was committed (rank 0's: it made the folder). */
         @Override
         public void close() {
-            if (committed) return;
+            if (committed || rank() != 0) return;
             try {
                 deleteTree(tmp);
             } catch (IOException ignored) {
                 // a leftover hidden folder is removed when the stage next starts
             }
         }
+    }
+
+    /**
+     * Runs {@code work} with {@code owner}'s parameters whole on every rank ({@link Optimized#gathered}: at ZeRO
+     * stage 3 a collective that every rank enters; else nothing); {@code owner} null: just runs it.
+     */
+    static void whole(Optimized owner, Runnable work) {
+        if (owner == null) {
+            work.run();
+            return;
+        }
+        try (AutoCloseable ignored = owner.gathered()) {
+            work.run();
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException("cannot release the gathered parameters: " + e.getMessage(), e);
+        }
+    }
+
+    /** The size of every tensor file under {@code folder} (each forced to disk on the way), by relative path. */
+    private static ObjectNode sealFiles(Path folder) throws IOException {
+        ObjectNode files = JSON.createObjectNode();
+        List<Path> all;
+        try (Stream<Path> w = Files.walk(folder)) {
+            all = w.filter(Files::isRegularFile).sorted().toList();
+        }
+        for (Path p : all) {
+            String rel = folder.relativize(p).toString().replace('\\', '/');
+            if (rel.endsWith(".safetensors")) files.put(rel, Files.size(p));
+            force(p);
+        }
+        return files;
+    }
+
+    private static void forceFolders(Path folder) throws IOException {
+        try (Stream<Path> w = Files.walk(folder)) {
+            for (Path d : w.filter(Files::isDirectory).toList()) force(d);
+        }
+    }
+
+    /**
+     * Renames finished folder {@code tmp} to {@code target}; one already there is first renamed to a hidden name
+     * and removed after, so that a {@code checkpoint-<step>} folder is always a complete one.
+     */
+    private static void place(Path tmp, Path target) throws IOException {
+        Path parent = target.getParent();
+        Path old = null;
+        if (Files.exists(target)) {
+            old = parent.resolve("." + target.getFileName() + ".old-" + ProcessHandle.current().pid());
+            deleteTree(old);
+            Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
+        }
+        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+        force(parent);
+        if (old != null) deleteTree(old);
+    }
+
+    // ---- consolidating -------------------------------------------------------------------------------------------
+
+    /**
+     * Turns a partitioned checkpoint {@code dir} into a single-process one at {@code out} ({@code dir} itself, or
+     * another folder named {@code checkpoint-<step>}; one already there is replaced): each partitioned optimizer's
+     * whole moments in {@code optimizer/<name>.safetensors}, world size 1, and everything else (the model folders,
+     * whole Hugging Face models already; the state, metrics and result) as it was. Written into a hidden sibling
+     * folder and renamed into place, as a checkpoint is. It resumes on any number of ranks and at any ZeRO stage,
+     * each rank taking its slices of the whole moments.
+     *
+     * @throws DamagedException naming a file that is missing or disagrees with the manifest
+     * @throws IllegalArgumentException when nothing in {@code dir} is partitioned, or {@code out} is misnamed
+     */
+    public static Checkpoint consolidate(Path dir, Path out) {
+        Path src = dir.toAbsolutePath().normalize(), dst = out.toAbsolutePath().normalize();
+        Checkpoint c = open(src);
+        if (!c.partitioned())
+            throw new IllegalArgumentException(src.resolve(MANIFEST) + ": no optimizer state in it is partitioned "
+                    + "(written by " + c.worldSize() + " rank(s) without ZeRO partitions): it resumes on any number of "
+                    + "ranks as it is");
+        if (!dst.getFileName().toString().equals(PREFIX + c.step()))
+            throw new IllegalArgumentException("--out " + out + ": name the folder " + PREFIX + c.step() + " (--resume "
+                    + "looks for checkpoint-<step> folders in OUTPUT_DIR/checkpoints/<stage>/)");
+        Map<String, OptimizerPartitions.PartitionMap> maps = new LinkedHashMap<>();
+        java.util.Set<String> parts = new java.util.HashSet<>();
+        for (var it = c.manifest.get(PARTITIONS).properties().iterator(); it.hasNext(); ) {
+            var e = it.next();
+            OptimizerPartitions.PartitionMap m = OptimizerPartitions.read(src, src.resolve(MANIFEST), e.getKey(),
+                    e.getValue());
+            maps.put(e.getKey(), m);
+            for (OptimizerPartitions.Partition p : m.ranks()) parts.add(p.file());
+        }
+        Path tmp = dst.resolveSibling("." + PREFIX + c.step() + ".consolidating-" + ProcessHandle.current().pid());
+        try {
+            Files.createDirectories(dst.getParent());
+            deleteTree(tmp);
+            Files.createDirectories(tmp);
+            List<Path> all;
+            try (Stream<Path> w = Files.walk(src)) {
+                all = w.filter(Files::isRegularFile).toList();
+            }
+            for (Path p : all) {
+                String rel = src.relativize(p).toString().replace('\\', '/');
+                if (rel.equals(MANIFEST) || parts.contains(rel)) continue;
+                Path to = tmp.resolve(rel);
+                Files.createDirectories(to.getParent());
+                try {
+                    Files.createLink(to, p); // checkpoint files are never changed in place: sharing them is safe
+                } catch (IOException | UnsupportedOperationException e) {
+                    Files.copy(p, to);
+                }
+            }
+            for (OptimizerPartitions.PartitionMap m : maps.values())
+                OptimizerPartitions.writeWhole(tmp.resolve(OptimizerPartitions.wholeFile(m.name())), m, src);
+            ObjectNode m = c.manifest.deepCopy();
+            m.put("world_size", 1);
+            m.remove(PARTITIONS);
+            ObjectNode from = m.putObject("consolidated_from");
+            from.put("checkpoint", src.toString());
+            from.put("world_size", c.worldSize());
+            ObjectNode stages = from.putObject("zero_stages");
+            maps.forEach((k, v) -> stages.put(k, v.stage()));
+            m.set("files", sealFiles(tmp));
+            Files.write(tmp.resolve(MANIFEST), JSON.writeValueAsBytes(m));
+            force(tmp.resolve(MANIFEST));
+            forceFolders(tmp);
+            place(tmp, dst);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write the consolidated checkpoint " + dst + ": " + e.getMessage(), e);
+        } finally {
+            try {
+                deleteTree(tmp);
+            } catch (IOException ignored) {
+                // a hidden leftover: removed when the stage next starts
+            }
+        }
+        return open(dst);
     }
 
     // ---- housekeeping --------------------------------------------------------------------------------------------

@@ -21,6 +21,11 @@ import java.util.Map;
  * with its own. On resume the newest checkpoint that is complete and intact is used; damaged ones are skipped with a
  * warning naming them and left in place (the run writes over them when it gets there). A checkpoint taken with
  * other settings stops the run, naming the setting.
+ *
+ * <p>Data parallel: rank 0 alone tidies, writes the metrics and plots, and rotates. At ZeRO stage 0 it writes the
+ * checkpoints alone too (every rank holds the whole state); when an optimizer of the stage is partitioned, every
+ * rank writes each checkpoint with it ({@link Checkpoint.Writer}, collective). Every rank resumes from the same
+ * checkpoint, or the run stops.
  */
 final class StageCheckpoints {
     /** What a stage saves into and restores from a checkpoint: models, optimizers, positions and counters. */
@@ -41,17 +46,27 @@ final class StageCheckpoints {
     private final Map<String, String> settings;
     private final Path metrics;
     private final PrintWriter log;
+    private final boolean partitioned;
     private Checkpoint last;
     private volatile boolean plotFailed;
+
+    StageCheckpoints(String stage, String label, Stages.RunOptions run, Map<String, String> settings, Path metrics,
+                     PrintWriter log) {
+        this(stage, label, run, settings, metrics, log, false);
+    }
 
     /**
      * @param stage the folder and metrics name: step1, step2, step3
      * @param label how log lines name the stage ("step 1")
      * @param settings what a resumed run must share, by flag name
+     * @param partitioned whether an optimizer of the stage is partitioned over the ranks (ZeRO stage 1 and up on
+     *     several ranks): then every rank writes each checkpoint together ({@link Checkpoint.Writer}), not rank 0
+     *     alone
      */
     StageCheckpoints(String stage, String label, Stages.RunOptions run, Map<String, String> settings, Path metrics,
-                     PrintWriter log) {
+                     PrintWriter log, boolean partitioned) {
         this.stage = stage;
+        this.partitioned = partitioned && run.world() > 1;
         this.label = label;
         this.run = run;
         this.settings = settings;
@@ -116,6 +131,16 @@ final class StageCheckpoints {
                 log.printf("warning: %s: skipping checkpoint %s: %s%n", label, p, e.getMessage());
             }
         }
+        if (run.world() > 1) {
+            // every rank judged the same files; a file one rank sees and another does not would split them
+            long[] steps = run.comm().allGather(chosen == null ? -1 : chosen.step());
+            for (int r = 0; r < steps.length; r++)
+                if (steps[r] != steps[0])
+                    throw new IllegalStateException(label + ": rank " + r + " would resume from "
+                            + (steps[r] < 0 ? "the beginning" : "checkpoint-" + steps[r]) + " and rank 0 from "
+                            + (steps[0] < 0 ? "the beginning" : "checkpoint-" + steps[0]) + " in " + dir + ": every "
+                            + "rank must see the same checkpoint files (a shared file system)");
+        }
         if (chosen == null) {
             log.printf("%s: no usable checkpoint in %s; starting from the beginning%n", label, dir);
             log.flush();
@@ -154,16 +179,20 @@ final class StageCheckpoints {
 
     /**
      * Writes {@code checkpoint-<step>} (the stage's files and {@code state}, plus the metrics so far), removes the
-     * oldest beyond the limit, and redraws the plot.
+     * oldest beyond the limit, and redraws the plot. Partitioned: every rank calls it at the same step, and writes
+     * its optimizer partitions; else rank 0 alone writes.
      */
     void save(long step, long total, Saved saved, ObjectNode state, MetricsLog log) {
-        if (!run.writes()) return;
+        if (!partitioned && !run.writes()) return;
         state.put("metrics_lines", log.lines());
-        try (Checkpoint.Writer w = new Checkpoint.Writer(dir, step)) {
+        Checkpoint made;
+        try (Checkpoint.Writer w = new Checkpoint.Writer(dir, step, run.world(), partitioned ? run.comm() : null)) {
             saved.write(w, state);
             w.metrics(metrics, log.lines());
-            last = w.commit(stage, total, settings, state);
+            made = w.commit(stage, total, settings, state);
         }
+        if (!run.writes()) return;
+        last = made;
         rotate(step);
         plot();
     }

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.data.Batches;
 import io.github.rlhf4j.dist.Communicator;
+import io.github.rlhf4j.dist.Zero;
 import io.github.rlhf4j.data.DataSplit;
 import io.github.rlhf4j.data.Dataset;
 import io.github.rlhf4j.data.LmBatch;
@@ -205,15 +206,19 @@ public final class Stages {
     /**
      * How one trained model is trained beyond its optimizer: DS-Chat's {@code --lora_dim} (0: no LoRA; the rank of the
      * adapters put on the linear layers whose name contains {@code loraModuleName}), {@code --lora_learning_rate},
-     * {@code --only_optimize_lora} (train the adapters alone), {@code --gradient_checkpointing}.
+     * {@code --only_optimize_lora} (train the adapters alone), {@code --gradient_checkpointing}, and
+     * {@code --zero_stage} (0 to 3: what the ranks of a data-parallel run partition among themselves; one process
+     * has nothing to partition and trains as stage 0).
      */
     public record ModelOptions(int loraDim, String loraModuleName, double loraLr, boolean onlyOptimizeLora,
-                               boolean gradientCheckpointing) {
-        /** No LoRA, no checkpointing; DS-Chat's LoRA rate. */
-        public static final ModelOptions NONE = new ModelOptions(0, null, 5e-4, false, false);
+                               boolean gradientCheckpointing, int zeroStage) {
+        /** No LoRA, no checkpointing, ZeRO stage 0; DS-Chat's LoRA rate. */
+        public static final ModelOptions NONE = new ModelOptions(0, null, 5e-4, false, false, 0);
 
         /** {@code loraModuleName} null: the family's layer stack (see {@link #loraFilter}). */
         public ModelOptions {
+            if (zeroStage < 0 || zeroStage > 3)
+                throw new IllegalArgumentException("ZeRO stage " + zeroStage + " must be 0, 1, 2 or 3");
             if (loraDim < 0) throw new IllegalArgumentException("lora dim " + loraDim + " must be >= 0 (0: no LoRA)");
             if (loraModuleName != null && loraModuleName.isEmpty())
                 throw new IllegalArgumentException("the LoRA module name filter is empty (e.g. decoder.layers.)");
@@ -242,8 +247,28 @@ public final class Stages {
             return loraDim == 0 ? Lora.Config.none() : new Lora.Config(loraDim, loraFilter(c), onlyOptimizeLora);
         }
 
+        /** At ZeRO stage 0. */
+        public ModelOptions(int loraDim, String loraModuleName, double loraLr, boolean onlyOptimizeLora,
+                            boolean gradientCheckpointing) {
+            this(loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing, 0);
+        }
+
         public ModelOptions withGradientCheckpointing(boolean on) {
-            return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, on);
+            return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, on, zeroStage);
+        }
+
+        public ModelOptions withZeroStage(int stage) {
+            return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing, stage);
+        }
+
+        /** The ZeRO stage {@code run} trains this model at: 0 in one process, which has nothing to partition. */
+        int zeroStage(RunOptions run) {
+            return run.world() > 1 ? zeroStage : 0;
+        }
+
+        /** The flat layout this model's store needs in {@code run} ({@link Zero#layout}). */
+        ParameterStore.Layout layout(RunOptions run) {
+            return Zero.layout(run.world(), zeroStage(run));
         }
     }
 
@@ -395,7 +420,11 @@ public final class Stages {
     /** Step 1 with checkpoints, resume, NaN skipping and plots as {@code run} says. */
     public static SftResult sft(SftSettings s, RunOptions run, PrintWriter log) {
         log = run.writes() ? log : new PrintWriter(java.io.Writer.nullWriter()); // rank 0 speaks
-        StageCheckpoints ck = new StageCheckpoints("step1", "step 1", run, settingsOf(s), s.metrics(), log);
+        int zero = s.options().zeroStage(run);
+        dataParallel(log, "step 1", run, s.training(), "ZeRO stage " + s.options().zeroStage(), "--zero-stage",
+                s.options().zeroStage() > 0);
+        sameOnEveryRank(run, "step 1", settingsOf(s), Integer.toString(s.options().zeroStage()), s.model());
+        StageCheckpoints ck = new StageCheckpoints("step1", "step 1", run, settingsOf(s), s.metrics(), log, zero > 0);
         JsonNode done = ck.finished(s.out());
         if (done != null)
             return new SftResult(StageCheckpoints.getDouble(done, "perplexity"), done.path("steps").asLong(),
@@ -406,8 +435,9 @@ public final class Stages {
         Lora.Config lora = s.options().lora(Models.config(modelJson));
         try (Tokenizer tok = Tokenizer.load(s.model());
              HfModel hf = s.fromScratch()
-                     ? HfModel.random(modelJson, dev, DType.F32, s.data().seed(), true, lora::applyTo)
-                     : HfModel.load(s.model(), dev, DType.F32, true, lora::applyTo)) {
+                     ? HfModel.random(modelJson, dev, DType.F32, s.data().seed(), true, lora::applyTo,
+                             s.options().layout(run))
+                     : HfModel.load(s.model(), dev, DType.F32, true, lora::applyTo, s.options().layout(run))) {
             TextEncoder enc = TextEncoder.dsChat(tok);
             SftSamples train = SftSamples.build(split.pairs(Phase.SFT, DataSplit.Part.TRAIN), enc, s.maxSeqLen());
             SftSamples eval = SftSamples.build(split.pairs(Phase.SFT, DataSplit.Part.EVAL), enc, s.maxSeqLen());
@@ -416,12 +446,11 @@ public final class Stages {
             Batches<LmBatch> batches = new Batches<>(train, s.training().batchSize(), true, s.data().seed(),
                     run.rank(), run.world());
             long steps = s.training().steps(batches.batchesPerEpoch());
-            dataParallel(log, "step 1", run, s.training());
             log.printf(Locale.ROOT, "step 1 (sft): %s, %,d parameters, %d samples, %d steps%n", s.model(),
                     hf.parameters().parameterCount(), train.size(), steps);
             double ppl;
             try (Optimized opt = new Optimized(hf.parameters(), new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), 0)) {
+                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), zero)) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 SftTrainer trainer = new SftTrainer(hf.model(), opt);
                 Transformer base = hf.model().base();
@@ -429,7 +458,7 @@ public final class Stages {
                 StageCheckpoints.Saved saved = new StageCheckpoints.Saved() {
                     @Override
                     public void write(Checkpoint.Writer w, ObjectNode state) {
-                        w.model("actor", hf.model(), hf.configJson(), s.model());
+                        w.model("actor", hf.model(), hf.configJson(), s.model(), opt);
                         w.optimizer("actor", opt);
                         saveOptimizer(state, "actor", opt);
                         StageCheckpoints.putPosition(state, "data_position", batches.position());
@@ -445,7 +474,7 @@ public final class Stages {
 
                     @Override
                     public void restore(Checkpoint c) {
-                        c.loadModel("actor", hf.model());
+                        c.loadModel("actor", hf.model(), opt);
                         c.loadOptimizer("actor", opt);
                         batches.seek(StageCheckpoints.getPosition(c, "data_position"));
                         base.setDropoutSeed(c.state().path("dropout_seeds").path("actor").asLong());
@@ -479,7 +508,9 @@ public final class Stages {
                 }
                 log.printf(Locale.ROOT, "step 1 eval: perplexity %.4f on %d samples%n", ppl, eval.size());
                 reportSkips(log, "step 1", steps, opt.skippedSteps(), opt.lastSkipReason());
-                if (run.writes()) HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
+                Checkpoint.whole(opt, () -> {
+                    if (run.writes()) HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
+                });
                 run.barrier();
                 log.printf("step 1 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
@@ -503,7 +534,11 @@ public final class Stages {
     /** Step 2 with checkpoints, resume, NaN skipping and plots as {@code run} says. */
     public static RewardResult reward(RewardSettings s, RunOptions run, PrintWriter log) {
         log = run.writes() ? log : new PrintWriter(java.io.Writer.nullWriter()); // rank 0 speaks
-        StageCheckpoints ck = new StageCheckpoints("step2", "step 2", run, settingsOf(s), s.metrics(), log);
+        int zero = s.options().zeroStage(run);
+        dataParallel(log, "step 2", run, s.training(), "ZeRO stage " + s.options().zeroStage(), "--zero-stage",
+                s.options().zeroStage() > 0);
+        sameOnEveryRank(run, "step 2", settingsOf(s), Integer.toString(s.options().zeroStage()), s.model());
+        StageCheckpoints ck = new StageCheckpoints("step2", "step 2", run, settingsOf(s), s.metrics(), log, zero > 0);
         JsonNode done = ck.finished(s.out());
         if (done != null)
             return new RewardResult(new RewardTrainer.Evaluation(StageCheckpoints.getDouble(done, "accuracy"),
@@ -518,7 +553,8 @@ public final class Stages {
         // DS-Chat keeps the value head trainable under --only-optimize-lora: a fresh v_head must learn
         s.options().lora(config).applyTo(rm, List.of("v_head.weight"));
         try (Tokenizer tok = Tokenizer.load(s.model());
-             ParameterStore store = ParameterStore.allocate(rm, dev, DType.F32, s.data().seed(), true)) {
+             ParameterStore store = ParameterStore.allocate(rm, dev, DType.F32, s.data().seed(), true,
+                     s.options().layout(run))) {
             // a causal-LM directory gives the base model and leaves the v_head as initialised; a reward-model one all
             HfModel.LoadReport loaded = HfModel.loadWeights(rm, config.basePrefix(), s.model(), Set.of("v_head.weight"));
             TextEncoder enc = TextEncoder.dsChat(tok);
@@ -529,13 +565,12 @@ public final class Stages {
             Batches<PairBatch> batches = new Batches<>(train, s.training().batchSize(), true, s.data().seed(),
                     run.rank(), run.world());
             long steps = s.training().steps(batches.batchesPerEpoch());
-            dataParallel(log, "step 2", run, s.training());
             log.printf(Locale.ROOT, "step 2 (reward model): %s%s, %,d parameters, %d pairs, %d steps%n", s.model(),
                     loaded.notInCheckpoint().isEmpty() ? "" : " (fresh " + String.join(", ", loaded.notInCheckpoint()) + ")",
                     store.parameterCount(), train.size(), steps);
             RewardTrainer.Evaluation ev;
             try (Optimized opt = new Optimized(store, new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), 0)) {
+                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), zero)) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 RewardTrainer trainer = new RewardTrainer(rm, opt, enc.padId(), enc.paddingAtBeginning());
                 rm.base().setGradientCheckpointing(s.options().gradientCheckpointing());
@@ -543,7 +578,7 @@ public final class Stages {
                 StageCheckpoints.Saved saved = new StageCheckpoints.Saved() {
                     @Override
                     public void write(Checkpoint.Writer w, ObjectNode state) {
-                        w.model("reward", rm, json, s.model());
+                        w.model("reward", rm, json, s.model(), opt);
                         w.optimizer("reward", opt);
                         saveOptimizer(state, "reward", opt);
                         StageCheckpoints.putPosition(state, "data_position", batches.position());
@@ -559,7 +594,7 @@ public final class Stages {
 
                     @Override
                     public void restore(Checkpoint c) {
-                        c.loadModel("reward", rm);
+                        c.loadModel("reward", rm, opt);
                         c.loadOptimizer("reward", opt);
                         batches.seek(StageCheckpoints.getPosition(c, "data_position"));
                         base.setDropoutSeed(c.state().path("dropout_seeds").path("reward").asLong());
@@ -600,7 +635,9 @@ public final class Stages {
                 log.printf(Locale.ROOT, "step 2 eval: accuracy %.4f, chosen score %.4f, rejected score %.4f (%d pairs)%n",
                         ev.accuracy(), ev.chosenScore(), ev.rejectedScore(), ev.pairs());
                 reportSkips(log, "step 2", steps, opt.skippedSteps(), opt.lastSkipReason());
-                if (run.writes()) HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
+                Checkpoint.whole(opt, () -> {
+                    if (run.writes()) HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
+                });
                 run.barrier();
                 log.printf("step 2 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
@@ -627,7 +664,14 @@ public final class Stages {
     /** Step 3 with checkpoints, resume, NaN skipping and plots as {@code run} says. */
     public static PpoResult ppo(PpoSettings s, RunOptions run, PrintWriter log) {
         log = run.writes() ? log : new PrintWriter(java.io.Writer.nullWriter()); // rank 0 speaks
-        StageCheckpoints ck = new StageCheckpoints("step3", "step 3", run, settingsOf(s), s.metrics(), log);
+        int actorZero = s.actorOptions().zeroStage(run), criticZero = s.criticOptions().zeroStage(run);
+        int askedActor = s.actorOptions().zeroStage(), askedCritic = s.criticOptions().zeroStage();
+        dataParallel(log, "step 3", run, s.training(), askedActor == askedCritic ? "ZeRO stage " + askedActor
+                        : "ZeRO stage " + askedActor + " for the actor, " + askedCritic + " for the critic",
+                "--actor-zero-stage/--critic-zero-stage", askedActor + askedCritic > 0);
+        sameOnEveryRank(run, "step 3", settingsOf(s), "actor " + askedActor + ", critic " + askedCritic, s.actor(), s.critic());
+        StageCheckpoints ck = new StageCheckpoints("step3", "step 3", run, settingsOf(s), s.metrics(), log,
+                actorZero + criticZero > 0);
         Path actorOut = s.out().resolve("actor"), criticOut = s.out().resolve("critic");
         Path emaOut = s.enableEma() ? s.out().resolve("actor_ema") : null;
         JsonNode done = emaOut == null ? ck.finished(actorOut, criticOut) : ck.finished(actorOut, criticOut, emaOut);
@@ -659,7 +703,6 @@ public final class Stages {
             Batches<PromptBatch> batches = new Batches<>(prompts, s.training().batchSize(), true, s.data().seed(),
                     run.rank(), run.world());
             long steps = s.training().steps(batches.batchesPerEpoch());
-            dataParallel(log, "step 3", run, s.training());
             if (s.generationBatches() > steps)
                 throw new IllegalArgumentException("--generation-batches " + s.generationBatches() + " exceeds the "
                         + steps + " prompt batches of step 3: no PPO step would run");
@@ -675,14 +718,16 @@ public final class Stages {
             if (actorAdapters + criticAdapters > 0)
                 log.printf(Locale.ROOT, "step 3: LoRA on %d actor and %d critic layers%s%n", actorAdapters,
                         criticAdapters, s.actorOptions().onlyOptimizeLora() ? "; only the adapters train" : "");
-            ParameterStore actorStore = ParameterStore.allocate(actor, dev, DType.F32, 0, true);
+            ParameterStore actorStore = ParameterStore.allocate(actor, dev, DType.F32, 0, true,
+                    s.actorOptions().layout(run));
             // --offload-reference-model: the two frozen models live and run on the CPU; only ids go there and only
             // [B, T] logprobs and [B] rewards come back (DS-Chat offloads the reference through ZeRO-Offload)
             Device frozenDev = s.offloadReferenceModel() ? Device.cpu() : dev;
             if (s.offloadReferenceModel() && dev.isCpu())
                 log.println("step 3: --offload-reference-model has nothing to do: every model already runs on the CPU");
             ParameterStore refStore = ParameterStore.allocate(ref, frozenDev, DType.F32, 0, false);
-            ParameterStore criticStore = ParameterStore.allocate(critic, dev, DType.F32, 0, true);
+            ParameterStore criticStore = ParameterStore.allocate(critic, dev, DType.F32, 0, true,
+                    s.criticOptions().layout(run));
             ParameterStore rewardStore = ParameterStore.allocate(reward, frozenDev, DType.F32, 0, false);
             HfModel.loadWeights(actor, actorConfig.basePrefix(), s.actor(), Set.of());
             HfModel.loadWeights(ref, actorConfig.basePrefix(), s.actor(), Set.of());
@@ -708,13 +753,15 @@ public final class Stages {
                 new Lora.Config(s.actorOptions().loraDim(), s.actorOptions().loraFilter(actorConfig), false).applyTo(ema);
             try (RlhfEngine engine = new RlhfEngine(actor,
                     new Optimized(actorStore, new Optimized.Settings(s.actorLr(), s.actorWeightDecay(), schedule, 1.0,
-                            s.actorOptions().loraLr()), run.comm(), 0),
+                            s.actorOptions().loraLr()), run.comm(), actorZero),
                     ref, refStore, critic,
                     new Optimized(criticStore, new Optimized.Settings(s.criticLr(), s.criticWeightDecay(), schedule, 1.0,
-                            s.criticOptions().loraLr()), run.comm(), 0),
+                            s.criticOptions().loraLr()), run.comm(), criticZero),
                     reward, rewardStore, s.enableEma());
-                 ParameterStore emaStore = ema == null ? null : ParameterStore.allocate(ema, dev, DType.F32, 0, false)) {
+                 ParameterStore emaStore = ema == null ? null
+                         : ParameterStore.allocate(ema, dev, DType.F32, 0, false, s.actorOptions().layout(run))) {
                 Optimized actorOpt = engine.actorOptimizer(), criticOpt = engine.criticOptimizer();
+                if (run.world() > 1) log.printf("step 3: generation: %s%n", actorOpt.generationMode());
                 actorOpt.skipNonFiniteSteps(run.skipNonFinite());
                 criticOpt.skipNonFiniteSteps(run.skipNonFinite());
                 PpoTrainer trainer = new PpoTrainer(engine, ppo);
@@ -722,10 +769,11 @@ public final class Stages {
                 StageCheckpoints.Saved saved = new StageCheckpoints.Saved() {
                     @Override
                     public void write(Checkpoint.Writer w, ObjectNode state) {
-                        w.model("actor", actor, actorJson, s.actor());
-                        w.model("critic", critic, criticJson, s.critic());
+                        w.model("actor", actor, actorJson, s.actor(), actorOpt);
+                        w.model("critic", critic, criticJson, s.critic(), criticOpt);
                         if (ema != null) {
-                            emaStore.data().copyFromTensor(engine.actorEma().shadow(), false); // same layout
+                            // the shadow has the actor's layout; at ZeRO stage 3 it is partitioned (a collective)
+                            actorOpt.gatherWhole(engine.actorEma().shadow(), emaStore.data());
                             w.model("actor_ema", ema, actorJson, s.actor());
                         }
                         w.optimizer("actor", actorOpt);
@@ -768,11 +816,11 @@ public final class Stages {
 
                     @Override
                     public void restore(Checkpoint c) {
-                        c.loadModel("actor", actor);
-                        c.loadModel("critic", critic);
+                        c.loadModel("actor", actor, actorOpt);
+                        c.loadModel("critic", critic, criticOpt);
                         if (ema != null) {
                             c.loadModel("actor_ema", ema);
-                            engine.actorEma().shadow().copyFromTensor(emaStore.data(), false);
+                            actorOpt.scatterWhole(emaStore.data(), engine.actorEma().shadow()); // ZeRO-3: a slice
                         }
                         c.loadOptimizer("actor", actorOpt);
                         c.loadOptimizer("critic", criticOpt);
@@ -876,13 +924,16 @@ public final class Stages {
                 skippedSteps = actorOpt.skippedSteps() + criticOpt.skippedSteps();
                 reportSkips(log, "step 3", steps, skippedSteps, criticOpt.lastSkipReason() != null
                         ? criticOpt.lastSkipReason() : actorOpt.lastSkipReason());
-                if (run.writes()) {
-                    HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
-                    HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
-                }
-                if (emaOut != null && run.writes()) {
-                    emaStore.data().copyFromTensor(engine.actorEma().shadow(), false); // same config, same layout
-                    HfModel.save(ema, actorJson, emaOut, s.actor(), DType.F32, SHARD);
+                // at ZeRO stage 3 every rank gathers each model around rank 0's save (a collective)
+                Checkpoint.whole(actorOpt, () -> {
+                    if (run.writes()) HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
+                });
+                Checkpoint.whole(criticOpt, () -> {
+                    if (run.writes()) HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
+                });
+                if (emaOut != null) {
+                    actorOpt.gatherWhole(engine.actorEma().shadow(), emaStore.data()); // every rank: a collective at 3
+                    if (run.writes()) HfModel.save(ema, actorJson, emaOut, s.actor(), DType.F32, SHARD);
                 }
             }
             run.barrier();
@@ -897,15 +948,52 @@ public final class Stages {
         }
     }
 
-    private static void dataParallel(PrintWriter log, String stage, RunOptions run, Training t) {
+    /**
+     * The stage's first log line: the world size and ZeRO stage ({@code zero}, as the flags {@code flags} set it);
+     * in one process, a ZeRO stage above 0 ({@code asked}) is accepted and said to have nothing to partition.
+     */
+    private static void dataParallel(PrintWriter log, String stage, RunOptions run, Training t, String zero,
+                                     String flags, boolean asked) {
         if (run.world() > 1 && !run.deviceOrCpu().isCpu())
             throw new UnsupportedOperationException(stage + ": data-parallel training on " + run.deviceOrCpu()
                     + " needs the NCCL communicator in the stages, which is not wired yet (the MPI one moves host "
                     + "memory only); train on one GPU, or on the CPU ranks with --device cpu");
         if (run.world() > 1)
-            log.printf(Locale.ROOT, "%s: data parallel over %d ranks (ZeRO stage 0): each takes %d rows of a global "
-                    + "batch of %d; rank 0 writes the logs, checkpoints and models%n", stage, run.world(),
-                    t.batchSize(), t.batchSize() * run.world());
+            log.printf(Locale.ROOT, "%s: data parallel over %d ranks (%s): each takes %d rows of a global batch of "
+                    + "%d; rank 0 writes the logs, %s%n", stage, run.world(), zero, t.batchSize(),
+                    t.batchSize() * run.world(), asked ? "models and checkpoints, each rank its optimizer partition "
+                            + "into every checkpoint" : "checkpoints and models");
+        else if (asked)
+            log.printf("%s: one process: %s has nothing to partition across ranks; it trains as ZeRO stage 0%n",
+                    stage, flags);
+        log.flush();
+    }
+
+    /**
+     * Data parallel: stops every rank, naming the ranks that differ, when a rank was started with other settings
+     * (another model, seed, data or rate), another ZeRO stage, or a model directory whose config.json differs (another
+     * model at the same path on another node); they would otherwise train apart, or wait on each other forever.
+     */
+    private static void sameOnEveryRank(RunOptions run, String stage, Map<String, String> settings, String zero,
+                                        Path... models) {
+        if (run.world() == 1) return;
+        Map<String, String> all = new LinkedHashMap<>(settings);
+        all.put("ZeRO stage", zero);
+        for (Path m : models) {
+            String key = "config.json of " + canonical(m);
+            try {
+                all.put(key, Files.readString(m.resolve("config.json")));
+            } catch (java.io.IOException e) {
+                all.put(key, "unreadable: " + e.getMessage());
+            }
+        }
+        try {
+            // the names first: every rank then makes the same number of comparisons
+            run.comm().checkSame("list of settings (" + stage + ")", String.join("\n", all.keySet()));
+            for (var e : all.entrySet()) run.comm().checkSame(e.getKey() + " (" + stage + ")", e.getValue());
+        } catch (IllegalStateException e) {
+            throw new IllegalArgumentException(e.getMessage(), e);
+        }
     }
 
     // ---- checkpoint and metrics helpers ----------------------------------------------------------------------------
