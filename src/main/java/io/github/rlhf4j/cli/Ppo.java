@@ -154,19 +154,22 @@ final class Ppo implements Callable<Integer> {
                 + "step 2 as well).")
         Integer criticZeroStage;
 
+        @Option(names = "--offload", description = StageOptions.OFFLOAD + " Step 3: the actor's and the critic's.")
+        boolean offload;
+
         /** The stage of a model whose own flag is not given: {@code train}'s --zero-stage (0 for {@code ppo}). */
         int zeroStageDefault;
 
         Stages.ModelOptions actorOptions(CommandLine cmd) {
             return StageOptions.modelOptions(cmd, "actor-", actorLoraDim, actorLoraModuleName, actorLoraLr,
                     onlyOptimizeLora, actorGradientCheckpointing,
-                    actorZeroStage != null ? actorZeroStage : zeroStageDefault);
+                    actorZeroStage != null ? actorZeroStage : zeroStageDefault, offload);
         }
 
         Stages.ModelOptions criticOptions(CommandLine cmd) {
             return StageOptions.modelOptions(cmd, "critic-", criticLoraDim, criticLoraModuleName, criticLoraLr,
                     onlyOptimizeLora, criticGradientCheckpointing,
-                    criticZeroStage != null ? criticZeroStage : zeroStageDefault);
+                    criticZeroStage != null ? criticZeroStage : zeroStageDefault, offload);
         }
 
         @Option(names = "--temperature", defaultValue = "1.0", paramLabel = "T", description = "Sampling temperature of "

@@ -124,6 +124,9 @@ final class StageOptions {
             } catch (RuntimeException e) {
                 throw new CommandLine.ParameterException(cmd, "--device " + device + ": " + e.getMessage());
             }
+            // a GPU run's ranks move device tensors over NCCL (or staged through the host) and host values over MPI
+            comm = Communicator.forDevice(comm, d);
+            opened = comm;
             return Stages.RunOptions.under(outputDir, checkpointEvery, saveTotalLimit, resume, skipNonFinite).on(d)
                     .over(comm);
         }
@@ -148,6 +151,12 @@ final class StageOptions {
             + "hold one optimizer partition per rank (resume with as many ranks, or run `rlhf4j consolidate` first). "
             + "One process has nothing to partition";
 
+    /** The help of {@code --offload}. */
+    static final String OFFLOAD = "ZeRO-Offload (DeepSpeed-Chat's --offload): keep the AdamW state (fp32 moments "
+            + "and master weights) in host memory and run its step on the CPU backend's threads, while the model "
+            + "computes on the GPU, which then holds no optimizer state. Combines with --zero-stage (each rank "
+            + "offloads its partition). On the CPU the state is in host memory already and it changes nothing.";
+
     /** {@code n} if it is a ZeRO stage, else a usage error naming {@code flag}. */
     static int zeroStage(CommandLine cmd, String flag, int n) {
         if (n < 0 || n > 3)
@@ -164,11 +173,11 @@ final class StageOptions {
      */
     static Stages.ModelOptions modelOptions(CommandLine cmd, String prefix, int loraDim, String loraModuleName,
                                             double loraLr, boolean onlyOptimizeLora, boolean gradientCheckpointing,
-                                            int zeroStage) {
+                                            int zeroStage, boolean offload) {
         zeroStage(cmd, "--" + prefix + "zero-stage", zeroStage);
         try {
             return new Stages.ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora && loraDim > 0,
-                    gradientCheckpointing, zeroStage);
+                    gradientCheckpointing, zeroStage, offload);
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(cmd, "--" + prefix + "lora-dim " + loraDim + ": " + e.getMessage());
         }
@@ -202,11 +211,14 @@ final class StageOptions {
                         + " (default: ${DEFAULT-VALUE}).")
         int zeroStage;
 
+        @Option(names = "--offload", description = OFFLOAD)
+        boolean offload;
+
         Stages.ModelOptions options(CommandLine cmd) {
             if (onlyOptimizeLora && loraDim == 0)
                 throw new CommandLine.ParameterException(cmd, "--only-optimize-lora needs --lora-dim > 0");
             return modelOptions(cmd, "", loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing,
-                    zeroStage);
+                    zeroStage, offload);
         }
     }
 

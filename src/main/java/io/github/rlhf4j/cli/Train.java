@@ -159,6 +159,9 @@ final class Train implements Callable<Integer> {
             if (zeroStage > 0)
                 cmd.getOut().printf("train: one process: --zero-stage %d has nothing to partition across ranks; the "
                         + "demo trains as ZeRO stage 0%n", zeroStage);
+            if (ppo.offload)
+                cmd.getOut().printf("train: --offload: the demo trains on the CPU, where its optimizer state is "
+                        + "already; nothing to move%n");
             Demo.run(data.outputDir, s, guard, cmd.getOut());
             return 0;
         }

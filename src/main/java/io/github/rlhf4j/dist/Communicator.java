@@ -15,9 +15,10 @@ import java.util.function.Supplier;
 /**
  * The collectives of data-parallel and ZeRO training over the processes of one job, on flat tensors.
  *
- * <p>Three implementations: {@link SingleProcess} (a world of 1: no-ops and copies), {@link MpiCommunicator} (CPU
- * tensors, over MPI) and {@link NcclCommunicator} (CUDA tensors, over NCCL). {@link #fromEnvironment()} picks the
- * first two by how the process was started.
+ * <p>The implementations: {@link SingleProcess} (a world of 1: no-ops and copies), {@link MpiCommunicator} (CPU
+ * tensors, over MPI), {@link NcclCommunicator} (CUDA tensors, over NCCL) and {@link DeviceCommunicator} (a GPU run's:
+ * host tensors over MPI, device tensors over NCCL or staged through the host). {@link #fromEnvironment()} picks the
+ * first two by how the process was started; {@link #forDevice} then picks the one a model on a device needs.
  *
  * <p>Every call is collective: each rank makes the same calls in the same order, with tensors of the same size and
  * dtype. Tensors are contiguous; results are written in place, outside autograd (gradient and parameter buffers,
@@ -88,6 +89,22 @@ public interface Communicator extends AutoCloseable {
     void close();
 
     /**
+     * Runs {@code work}, in which some ranks wait in collectives while others read or write large files (rank 0
+     * saving a model, hashing a checkpoint), with the watchdog's limit raised from the collectives' 60 s to the file
+     * limit ({@code -Drlhf4j.dist.io_timeout} or {@code RLHF4J_DIST_IO_TIMEOUT} seconds, default 3600): a 13B
+     * model's fp32 save outlasts a minute, and the waiting ranks must not take the busy one for dead. Every rank calls
+     * it around the same work. Calls nest.
+     */
+    default void waitingOnFiles(Runnable work) {
+        work.run();
+    }
+
+    /** Whether this communicator moves tensors that live on {@code device} (a world of one moves any). */
+    default boolean reaches(io.github.rlhf4j.runtime.Device device) {
+        return true;
+    }
+
+    /**
      * Checks at start-up that every rank has the same {@code value} of a setting (a model name, a seed, a
      * configuration's canonical text): each rank hashes its value and the ranks compare the hashes. On a mismatch
      * every rank throws, naming the setting, the ranks that differ from the majority (ties: from rank 0's group) and
@@ -139,6 +156,16 @@ public interface Communicator extends AutoCloseable {
      */
     static Communicator fromEnvironment() {
         return choose(System.getenv(), DistAbi::load);
+    }
+
+    /**
+     * The communicator a run whose models live on {@code device} trains over: {@code comm} itself for the CPU or a
+     * world of one, else a {@link DeviceCommunicator} over the MPI one (NCCL, or host staging). Collective.
+     */
+    static Communicator forDevice(Communicator comm, io.github.rlhf4j.runtime.Device device) {
+        if (device.isCpu() || comm.worldSize() == 1 || comm.reaches(device)) return comm;
+        if (comm instanceof MpiCommunicator mpi) return DeviceCommunicator.open(mpi, device);
+        throw new IllegalArgumentException(comm + " cannot move tensors of " + device);
     }
 
     /** {@link #fromEnvironment()} for a given environment and shim (tests). */

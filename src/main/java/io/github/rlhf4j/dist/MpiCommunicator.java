@@ -80,7 +80,46 @@ public final class MpiCommunicator extends BaseCommunicator {
 
     /** Changes the watchdog's limit for every call from now on ({@link Duration#ZERO} disables it). */
     public synchronized void setTimeout(Duration limit) {
-        abi.setTimeout(limit.toNanos() / 1e9);
+        timeoutSeconds = limit.toNanos() / 1e9;
+        if (filesDepth == 0) abi.setTimeout(timeoutSeconds);
+    }
+
+    /** The system property of the watchdog's limit while ranks wait on files ({@link #waitingOnFiles}), seconds. */
+    public static final String IO_TIMEOUT_PROPERTY = "rlhf4j.dist.io_timeout";
+
+    private double timeoutSeconds = -1; // -1: the configured limit (the property, else the environment, else 60 s)
+    private int filesDepth;
+
+    @Override
+    public void waitingOnFiles(Runnable work) {
+        synchronized (this) {
+            if (filesDepth++ == 0) abi.setTimeout(ioTimeoutSeconds());
+        }
+        try {
+            work.run();
+        } finally {
+            synchronized (this) {
+                if (--filesDepth == 0) abi.setTimeout(timeoutSeconds < 0 ? configuredTimeoutSeconds() : timeoutSeconds);
+            }
+        }
+    }
+
+    /** The file limit: the property, else RLHF4J_DIST_IO_TIMEOUT, else an hour; 0 disables the watchdog. */
+    static double ioTimeoutSeconds() {
+        String v = System.getProperty(IO_TIMEOUT_PROPERTY);
+        String from = "-D" + IO_TIMEOUT_PROPERTY;
+        if (v == null || v.isBlank()) {
+            v = System.getenv("RLHF4J_DIST_IO_TIMEOUT");
+            from = "RLHF4J_DIST_IO_TIMEOUT";
+        }
+        if (v == null || v.isBlank()) return 3600;
+        try {
+            double s = Double.parseDouble(v.trim());
+            if (s >= 0 && Double.isFinite(s)) return s;
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new IllegalArgumentException(from + "=" + v + ": expected seconds >= 0 (0 disables the watchdog)");
     }
 
     /** The number of ranks on this node. */
@@ -111,6 +150,11 @@ public final class MpiCommunicator extends BaseCommunicator {
     @Override
     public int localRank() {
         return localRank;
+    }
+
+    @Override
+    public boolean reaches(io.github.rlhf4j.runtime.Device device) {
+        return device.isCpu();
     }
 
     @Override

@@ -69,6 +69,11 @@ public final class NcclCommunicator extends BaseCommunicator {
     }
 
     @Override
+    public boolean reaches(io.github.rlhf4j.runtime.Device device) {
+        return !device.isCpu();
+    }
+
+    @Override
     void checkDevice(String op, Tensor t) {
         if (t.device().isCpu())
             throw new IllegalArgumentException(op + ": " + t.describe() + " is on the CPU; NcclCommunicator moves CUDA "

@@ -314,7 +314,8 @@ public final class Checkpoint {
 
     /**
      * Restores {@code opt}'s moments (this rank's partition, or its slices of the whole moments), step count (and
-     * with it the schedule's position) and skipped steps.
+     * with it the schedule's position) and skipped steps. Load the model's weights first: an offloaded optimizer
+     * takes its fp32 master weights from them here.
      */
     public void loadOptimizer(String name, Optimized opt) {
         OptimizerPartitions.PartitionMap m = partitions(name);
@@ -322,6 +323,7 @@ public final class Checkpoint {
         else OptimizerPartitions.loadWhole(optimizerFile(dir, name), opt);
         JsonNode o = state().path("optimizers").path(name);
         opt.restoreCounters(o.get("steps").asLong(), o.get("skipped_steps").asLong());
+        opt.weightsReplaced(); // the models are loaded first (every stage's restore does so)
     }
 
     /** The number of ranks that wrote this checkpoint (1 for one process). */

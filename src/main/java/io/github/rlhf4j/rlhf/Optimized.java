@@ -218,6 +218,20 @@ public final class Optimized implements AutoCloseable {
         return java.lang.foreign.MemorySegment.ofAddress(cpu.address()).reinterpret(cpu.numel() * cpu.dtype().size);
     }
 
+    /**
+     * Tells the optimizer that the weights it steps were replaced from outside (a checkpoint's weights loaded into
+     * the store). Offloaded, the host's fp32 master weights take the new values, or the next step would write the
+     * old ones back; on the device the AdamW groups are the store's own weights and there is nothing to do.
+     */
+    public void weightsReplaced() {
+        if (offload == null) return;
+        java.util.List<AdamW.Group> dev = offload.device().groups();
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (int i = 0; i < dev.size(); i++)
+                dev.get(i).params().copyToHost(segment(offload.host().get(i).params()), DType.F32);
+        }
+    }
+
     /** Whether the optimizer state and step live on the CPU (ZeRO-Offload). */
     public boolean isOffloaded() {
         return offload != null;

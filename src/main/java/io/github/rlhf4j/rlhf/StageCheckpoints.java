@@ -116,6 +116,12 @@ final class StageCheckpoints {
      */
     Checkpoint resume(Saved saved) {
         if (dir == null || !run.resume()) return null;
+        Checkpoint[] chosen = new Checkpoint[1];
+        run.waitingOnFiles(() -> chosen[0] = resumeHere(saved)); // every rank hashes the checkpoint's files
+        return chosen[0];
+    }
+
+    private Checkpoint resumeHere(Saved saved) {
         Checkpoint chosen = null;
         for (Path p : Checkpoint.list(dir)) {
             try {
@@ -183,6 +189,15 @@ final class StageCheckpoints {
      * its optimizer partitions; else rank 0 alone writes.
      */
     void save(long step, long total, Saved saved, ObjectNode state, MetricsLog log) {
+        // the other ranks wait for rank 0's files: in the partitioned writer's collectives, else at a barrier here
+        // (without it they would wait in the next step's all-reduce, under the collectives' limit)
+        run.waitingOnFiles(() -> {
+            write(step, total, saved, state, log);
+            if (!partitioned) run.barrier();
+        });
+    }
+
+    private void write(long step, long total, Saved saved, ObjectNode state, MetricsLog log) {
         if (!partitioned && !run.writes()) return;
         state.put("metrics_lines", log.lines());
         Checkpoint made;

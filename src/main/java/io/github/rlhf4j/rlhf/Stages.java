@@ -181,6 +181,15 @@ public final class Stages {
             if (world() > 1) comm.barrier();
         }
 
+        /**
+         * Runs {@code work}, where ranks may wait on another's file I/O, under the communicator's file limit
+         * ({@link Communicator#waitingOnFiles}) rather than the collectives' 60 s.
+         */
+        void waitingOnFiles(Runnable work) {
+            if (world() > 1) comm.waitingOnFiles(work);
+            else work.run();
+        }
+
         /** The device the stages train on. */
         public Device deviceOrCpu() {
             return device != null ? device : Device.cpu();
@@ -208,12 +217,13 @@ public final class Stages {
      * adapters put on the linear layers whose name contains {@code loraModuleName}), {@code --lora_learning_rate},
      * {@code --only_optimize_lora} (train the adapters alone), {@code --gradient_checkpointing}, and
      * {@code --zero_stage} (0 to 3: what the ranks of a data-parallel run partition among themselves; one process
-     * has nothing to partition and trains as stage 0).
+     * has nothing to partition and trains as stage 0) and {@code --offload} (ZeRO-Offload: the optimizer state and
+     * its AdamW step in host memory while the model trains on the GPU; a model on the CPU has it there already).
      */
     public record ModelOptions(int loraDim, String loraModuleName, double loraLr, boolean onlyOptimizeLora,
-                               boolean gradientCheckpointing, int zeroStage) {
-        /** No LoRA, no checkpointing, ZeRO stage 0; DS-Chat's LoRA rate. */
-        public static final ModelOptions NONE = new ModelOptions(0, null, 5e-4, false, false, 0);
+                               boolean gradientCheckpointing, int zeroStage, boolean offload) {
+        /** No LoRA, no checkpointing, ZeRO stage 0, no offload; DS-Chat's LoRA rate. */
+        public static final ModelOptions NONE = new ModelOptions(0, null, 5e-4, false, false, 0, false);
 
         /** {@code loraModuleName} null: the family's layer stack (see {@link #loraFilter}). */
         public ModelOptions {
@@ -247,18 +257,29 @@ public final class Stages {
             return loraDim == 0 ? Lora.Config.none() : new Lora.Config(loraDim, loraFilter(c), onlyOptimizeLora);
         }
 
-        /** At ZeRO stage 0. */
+        /** At ZeRO stage 0, no offload. */
         public ModelOptions(int loraDim, String loraModuleName, double loraLr, boolean onlyOptimizeLora,
                             boolean gradientCheckpointing) {
-            this(loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing, 0);
+            this(loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing, 0, false);
         }
 
         public ModelOptions withGradientCheckpointing(boolean on) {
-            return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, on, zeroStage);
+            return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, on, zeroStage, offload);
         }
 
         public ModelOptions withZeroStage(int stage) {
-            return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing, stage);
+            return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing, stage,
+                    offload);
+        }
+
+        public ModelOptions withOffload(boolean on) {
+            return new ModelOptions(loraDim, loraModuleName, loraLr, onlyOptimizeLora, gradientCheckpointing,
+                    zeroStage, on);
+        }
+
+        /** Whether the optimizer steps on the host in {@code run}: asked for, and the model is on a GPU. */
+        boolean offload(RunOptions run) {
+            return offload && !run.deviceOrCpu().isCpu();
         }
 
         /** The ZeRO stage {@code run} trains this model at: 0 in one process, which has nothing to partition. */
@@ -424,6 +445,7 @@ public final class Stages {
         dataParallel(log, "step 1", run, s.training(), "ZeRO stage " + s.options().zeroStage(), "--zero-stage",
                 s.options().zeroStage() > 0);
         sameOnEveryRank(run, "step 1", settingsOf(s), Integer.toString(s.options().zeroStage()), s.model());
+        offloadNote(log, "step 1", run, s.options().offload());
         StageCheckpoints ck = new StageCheckpoints("step1", "step 1", run, settingsOf(s), s.metrics(), log, zero > 0);
         JsonNode done = ck.finished(s.out());
         if (done != null)
@@ -450,7 +472,8 @@ public final class Stages {
                     hf.parameters().parameterCount(), train.size(), steps);
             double ppl;
             try (Optimized opt = new Optimized(hf.parameters(), new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), zero)) {
+                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), zero,
+                    s.options().offload(run))) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 SftTrainer trainer = new SftTrainer(hf.model(), opt);
                 Transformer base = hf.model().base();
@@ -508,10 +531,12 @@ public final class Stages {
                 }
                 log.printf(Locale.ROOT, "step 1 eval: perplexity %.4f on %d samples%n", ppl, eval.size());
                 reportSkips(log, "step 1", steps, opt.skippedSteps(), opt.lastSkipReason());
-                Checkpoint.whole(opt, () -> {
-                    if (run.writes()) HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
+                run.waitingOnFiles(() -> {
+                    Checkpoint.whole(opt, () -> {
+                        if (run.writes()) HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
+                    });
+                    run.barrier();
                 });
-                run.barrier();
                 log.printf("step 1 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
                 StageCheckpoints.putDouble(result, "perplexity", ppl);
@@ -538,6 +563,7 @@ public final class Stages {
         dataParallel(log, "step 2", run, s.training(), "ZeRO stage " + s.options().zeroStage(), "--zero-stage",
                 s.options().zeroStage() > 0);
         sameOnEveryRank(run, "step 2", settingsOf(s), Integer.toString(s.options().zeroStage()), s.model());
+        offloadNote(log, "step 2", run, s.options().offload());
         StageCheckpoints ck = new StageCheckpoints("step2", "step 2", run, settingsOf(s), s.metrics(), log, zero > 0);
         JsonNode done = ck.finished(s.out());
         if (done != null)
@@ -570,7 +596,8 @@ public final class Stages {
                     store.parameterCount(), train.size(), steps);
             RewardTrainer.Evaluation ev;
             try (Optimized opt = new Optimized(store, new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), zero)) {
+                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), zero,
+                    s.options().offload(run))) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 RewardTrainer trainer = new RewardTrainer(rm, opt, enc.padId(), enc.paddingAtBeginning());
                 rm.base().setGradientCheckpointing(s.options().gradientCheckpointing());
@@ -635,10 +662,12 @@ public final class Stages {
                 log.printf(Locale.ROOT, "step 2 eval: accuracy %.4f, chosen score %.4f, rejected score %.4f (%d pairs)%n",
                         ev.accuracy(), ev.chosenScore(), ev.rejectedScore(), ev.pairs());
                 reportSkips(log, "step 2", steps, opt.skippedSteps(), opt.lastSkipReason());
-                Checkpoint.whole(opt, () -> {
-                    if (run.writes()) HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
+                run.waitingOnFiles(() -> {
+                    Checkpoint.whole(opt, () -> {
+                        if (run.writes()) HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
+                    });
+                    run.barrier();
                 });
-                run.barrier();
                 log.printf("step 2 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
                 StageCheckpoints.putDouble(result, "accuracy", ev.accuracy());
@@ -670,6 +699,7 @@ public final class Stages {
                         : "ZeRO stage " + askedActor + " for the actor, " + askedCritic + " for the critic",
                 "--actor-zero-stage/--critic-zero-stage", askedActor + askedCritic > 0);
         sameOnEveryRank(run, "step 3", settingsOf(s), "actor " + askedActor + ", critic " + askedCritic, s.actor(), s.critic());
+        offloadNote(log, "step 3", run, s.actorOptions().offload() || s.criticOptions().offload());
         StageCheckpoints ck = new StageCheckpoints("step3", "step 3", run, settingsOf(s), s.metrics(), log,
                 actorZero + criticZero > 0);
         Path actorOut = s.out().resolve("actor"), criticOut = s.out().resolve("critic");
@@ -753,10 +783,10 @@ public final class Stages {
                 new Lora.Config(s.actorOptions().loraDim(), s.actorOptions().loraFilter(actorConfig), false).applyTo(ema);
             try (RlhfEngine engine = new RlhfEngine(actor,
                     new Optimized(actorStore, new Optimized.Settings(s.actorLr(), s.actorWeightDecay(), schedule, 1.0,
-                            s.actorOptions().loraLr()), run.comm(), actorZero),
+                            s.actorOptions().loraLr()), run.comm(), actorZero, s.actorOptions().offload(run)),
                     ref, refStore, critic,
                     new Optimized(criticStore, new Optimized.Settings(s.criticLr(), s.criticWeightDecay(), schedule, 1.0,
-                            s.criticOptions().loraLr()), run.comm(), criticZero),
+                            s.criticOptions().loraLr()), run.comm(), criticZero, s.criticOptions().offload(run)),
                     reward, rewardStore, s.enableEma());
                  ParameterStore emaStore = ema == null ? null
                          : ParameterStore.allocate(ema, dev, DType.F32, 0, false, s.actorOptions().layout(run))) {
@@ -925,18 +955,20 @@ public final class Stages {
                 reportSkips(log, "step 3", steps, skippedSteps, criticOpt.lastSkipReason() != null
                         ? criticOpt.lastSkipReason() : actorOpt.lastSkipReason());
                 // at ZeRO stage 3 every rank gathers each model around rank 0's save (a collective)
-                Checkpoint.whole(actorOpt, () -> {
-                    if (run.writes()) HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
+                run.waitingOnFiles(() -> {
+                    Checkpoint.whole(actorOpt, () -> {
+                        if (run.writes()) HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
+                    });
+                    Checkpoint.whole(criticOpt, () -> {
+                        if (run.writes()) HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
+                    });
+                    if (emaOut != null) {
+                        actorOpt.gatherWhole(engine.actorEma().shadow(), emaStore.data()); // a collective at stage 3
+                        if (run.writes()) HfModel.save(ema, actorJson, emaOut, s.actor(), DType.F32, SHARD);
+                    }
+                    run.barrier();
                 });
-                Checkpoint.whole(criticOpt, () -> {
-                    if (run.writes()) HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
-                });
-                if (emaOut != null) {
-                    actorOpt.gatherWhole(engine.actorEma().shadow(), emaStore.data()); // every rank: a collective at 3
-                    if (run.writes()) HfModel.save(ema, actorJson, emaOut, s.actor(), DType.F32, SHARD);
-                }
             }
-            run.barrier();
             log.printf("step 3 saved %s%n", s.out());
             ObjectNode result = JSON.createObjectNode();
             result.set("last", losses(last));
@@ -954,18 +986,33 @@ public final class Stages {
      */
     private static void dataParallel(PrintWriter log, String stage, RunOptions run, Training t, String zero,
                                      String flags, boolean asked) {
-        if (run.world() > 1 && !run.deviceOrCpu().isCpu())
-            throw new UnsupportedOperationException(stage + ": data-parallel training on " + run.deviceOrCpu()
-                    + " needs the NCCL communicator in the stages, which is not wired yet (the MPI one moves host "
-                    + "memory only); train on one GPU, or on the CPU ranks with --device cpu");
+        Device dev = run.deviceOrCpu();
+        if (run.world() > 1 && !(run.comm().reaches(dev) && run.comm().reaches(Device.cpu())))
+            throw new IllegalArgumentException(stage + ": data-parallel training on " + dev + " needs a communicator "
+                    + "that moves its tensors and host values; " + run.comm() + " does not: pass "
+                    + "Communicator.forDevice(comm, device) (the command line does)");
         if (run.world() > 1)
             log.printf(Locale.ROOT, "%s: data parallel over %d ranks (%s): each takes %d rows of a global batch of "
-                    + "%d; rank 0 writes the logs, %s%n", stage, run.world(), zero, t.batchSize(),
+                    + "%d; rank 0 writes the logs, %s%s%n", stage, run.world(), zero, t.batchSize(),
                     t.batchSize() * run.world(), asked ? "models and checkpoints, each rank its optimizer partition "
-                            + "into every checkpoint" : "checkpoints and models");
+                            + "into every checkpoint" : "checkpoints and models",
+                    run.comm() instanceof io.github.rlhf4j.dist.DeviceCommunicator dc ? "; " + dc.transport() : "");
         else if (asked)
             log.printf("%s: one process: %s has nothing to partition across ranks; it trains as ZeRO stage 0%n",
                     stage, flags);
+        log.flush();
+    }
+
+    /** Says where the optimizer steps when {@code --offload} was given. */
+    private static void offloadNote(PrintWriter log, String stage, RunOptions run, boolean asked) {
+        if (!asked) return;
+        if (run.deviceOrCpu().isCpu())
+            log.printf("%s: --offload: the model trains on the CPU, where its optimizer state is already; nothing to "
+                    + "move%n", stage);
+        else
+            log.printf("%s: --offload: the AdamW state (fp32 moments and master weights) and its step live in host "
+                    + "memory, on the CPU backend's threads; %s keeps only weights, gradients and activations%n",
+                    stage, run.deviceOrCpu());
         log.flush();
     }
 

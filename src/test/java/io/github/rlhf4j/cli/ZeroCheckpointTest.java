@@ -397,9 +397,10 @@ class ZeroCheckpointTest {
                     + "parameters)"), c.err());
         }
         Cli help = Cli.run("sft", "--help");
-        assertTrue(help.out().contains("--zero-stage"), help.out());
+        assertTrue(help.out().contains("--zero-stage") && help.out().contains("--offload"), help.out());
         Cli ppo = Cli.run("ppo", "--help");
-        assertTrue(ppo.out().contains("--actor-zero-stage") && ppo.out().contains("--critic-zero-stage"), ppo.out());
+        assertTrue(ppo.out().contains("--actor-zero-stage") && ppo.out().contains("--critic-zero-stage")
+                && ppo.out().contains("--offload "), ppo.out());
     }
 
     /**

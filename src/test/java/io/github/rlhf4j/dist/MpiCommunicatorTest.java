@@ -98,6 +98,23 @@ class MpiCommunicatorTest {
      * Under {@code mpirun --enable-recovery} a dead rank does not end the job, so only the watchdog stops rank 0's
      * all-reduce: its report names the call, rank 1 as lost (no answer) and rank 2 as alive but elsewhere.
      */
+    /**
+     * A rank busy with files (rank 0 saving a model) past the collectives' limit does not end the job while the
+     * others wait inside {@link Communicator#waitingOnFiles}; outside it the limit is the collectives' again.
+     */
+    @Test
+    void ranksWaitingOnAnotherRanksFilesGetTheFileLimit() throws Exception {
+        Job job = Job.start(2, List.of(), List.of("-Drlhf4j.dist.timeout=3", "-Drlhf4j.dist.io_timeout=60"), "files",
+                Map.of());
+        int code = job.finish(90);
+        String out = job.output();
+        for (int r = 0; r < 2; r++)
+            assertTrue(out.contains("rank " + r + ": waited on files past the collectives' limit"), out);
+        assertTrue(out.contains("rank 1/2: barrier #") && out.contains("has not completed after"), out);
+        assertTrue(!out.contains("FAIL"), out);
+        assertEquals(124, code, out);
+    }
+
     @Test
     void watchdogNamesTheLostAndTheStuckRankWhenTheLauncherDoesNot() throws Exception {
         Job job = Job.start(3, List.of("--enable-recovery"), List.of("-Drlhf4j.dist.timeout=5"), "watchdog", Map.of());

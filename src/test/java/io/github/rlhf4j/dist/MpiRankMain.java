@@ -22,6 +22,9 @@ import java.util.List;
  *   <li>{@code watchdog}: (3 ranks, under {@code mpirun --enable-recovery}, which does not end the job when a rank
  *       dies) rank 1 prints its pid and sleeps to be killed, rank 2 sleeps (alive, outside any collective), rank 0
  *       waits in an all-reduce until the watchdog reports;
+ *   <li>{@code files}: (a 3 s collectives' limit, 60 s for files) rank 0 sleeps 6 s, as in a long save, while rank 1
+ *       waits at a barrier inside {@link Communicator#waitingOnFiles}: both go on; then the same outside it, where
+ *       the watchdog must end the job, the 3 s limit restored;
  *   <li>{@code singleton}: started without a launcher: MPI as a world of 1, and NCCL's clear absence.
  * </ul>
  */
@@ -60,6 +63,7 @@ public final class MpiRankMain {
                     m.waitToBeKilled(false);
                 }
                 case "watchdog" -> m.waitToBeKilled(true);
+                case "files" -> m.slowFiles();
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             }
         } catch (Throwable t) {
@@ -491,6 +495,27 @@ public final class MpiRankMain {
     }
 
     // ---- faults --------------------------------------------------------------------------------------------------------
+
+    private void slowFiles() throws InterruptedException {
+        comm.barrier();
+        comm.waitingOnFiles(() -> {
+            if (rank == 0) sleep(6000);
+            comm.barrier();
+        });
+        System.out.println("rank " + rank + ": waited on files past the collectives' limit");
+        System.out.flush();
+        if (rank == 0) sleep(6000);
+        comm.barrier();
+        System.out.println("rank " + rank + ": FAIL: the collectives' limit was not restored");
+    }
+
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            throw new IllegalStateException(e);
+        }
+    }
 
     private void waitToBeKilled(boolean stuckRank2) throws InterruptedException {
         comm.barrier();

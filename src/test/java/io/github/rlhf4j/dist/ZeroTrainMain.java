@@ -23,7 +23,11 @@ import java.util.Random;
  * Rank 0 writes the final weights (F32, little-endian, the store's layout without the end padding) and a line of
  * figures: the bytes the optimizer's collectives sent per step, the AdamW moments this rank holds.
  *
- * <p>Usage: {@code ZeroTrainMain STAGE STEPS OUT_DIR}
+ * <p>With {@code emu}, the model lives on the emulated CUDA device (the kernels' own source on the CPU) and the ranks
+ * talk over {@link Communicator#forDevice}'s {@link DeviceCommunicator}: device tensors staged through the host, or
+ * over NCCL's glue with {@code -Drlhf4j.dist.device_transport=nccl} and NCCL's stand-in (which reduces over MPI).
+ *
+ * <p>Usage: {@code ZeroTrainMain STAGE STEPS OUT_DIR [cpu|emu]}
  */
 public final class ZeroTrainMain {
     static final int VOCAB = 61, T = 16, GLOBAL_BATCH = 8, EMBD = 32, LAYERS = 2, HEADS = 4;
@@ -32,17 +36,21 @@ public final class ZeroTrainMain {
         int stage = Integer.parseInt(args[0]), steps = Integer.parseInt(args[1]);
         Path out = Path.of(args[2]);
         Device.cpu().setNumThreads(1);
-        try (Communicator comm = Communicator.fromEnvironment()) {
+        Device dev = args.length > 3 && args[3].equals("emu") ? io.github.rlhf4j.kernels.Emulated.get().device()
+                : Device.cpu();
+        try (Communicator comm = Communicator.forDevice(Communicator.fromEnvironment(), dev)) {
+            if (comm instanceof DeviceCommunicator dc && comm.rank() == 0)
+                Files.writeString(out.resolve("transport.txt"), dc.transport());
             int world = comm.worldSize(), rank = comm.rank();
             if (GLOBAL_BATCH % world != 0) throw new IllegalArgumentException("world " + world + " must divide " + GLOBAL_BATCH);
             CausalLM model = CausalLM.of(Gpt2Config.tiny(VOCAB, T, EMBD, LAYERS, HEADS));
             comm.checkSame("model", model.config().toString());
-            long baseline = Device.cpu().memory().live();
-            ParameterStore store = ParameterStore.allocate(model, Device.cpu(), DType.F32, 5, true,
+            long baseline = dev.memory().live();
+            ParameterStore store = ParameterStore.allocate(model, dev, DType.F32, 5, true,
                     Zero.layout(world, stage));
             // every layout starts from the same weights: those of the default layout (whose offsets seed the init)
             CausalLM init = CausalLM.of(model.config());
-            try (ParameterStore ref = ParameterStore.allocate(init, Device.cpu(), DType.F32, 5, false)) {
+            try (ParameterStore ref = ParameterStore.allocate(init, dev, DType.F32, 5, false)) {
                 for (var e : init.namedParameters().entrySet())
                     model.namedParameters().get(e.getKey()).value().copyFromTensor(e.getValue().value(), false);
             }
@@ -61,7 +69,7 @@ public final class ZeroTrainMain {
                     }
                     int[] myIds = java.util.Arrays.copyOfRange(ids, rank * rows * T, (rank + 1) * rows * T);
                     int[] myTargets = java.util.Arrays.copyOfRange(targets, rank * rows * T, (rank + 1) * rows * T);
-                    try (Scope s = Scope.open()) {
+                    try (Scope s = Scope.open(dev)) {
                         Tensor loss = Functional.crossEntropy(model.forward(Tensor.ofInts(myIds, rows, T)),
                                 Tensor.ofInts(myTargets, rows, T), -100);
                         if (opt.acceptLoss("zero test", loss.item())) {
@@ -72,7 +80,7 @@ public final class ZeroTrainMain {
                     if (step == 0) sent0 = comm.bytesMoved().totalBytes();
                 }
                 // model states at rest, between steps: parameters, gradients, AdamW moments (and nothing else live)
-                long live = Device.cpu().memory().live() - baseline;
+                long live = dev.memory().live() - baseline;
                 ByteBuffer b = ByteBuffer.allocate(4 * (int) model.parameterCount()).order(ByteOrder.LITTLE_ENDIAN);
                 try (var whole = opt.gathered()) { // stage 3: a collective, on every rank
                     for (ParameterStore.Entry e : store.entries())

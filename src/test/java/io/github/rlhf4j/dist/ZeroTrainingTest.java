@@ -47,17 +47,32 @@ class ZeroTrainingTest {
     }
 
     Path run(Class<?> main, int ranks, int stage, int steps) throws Exception {
-        String name = main.getSimpleName() + "-np" + ranks + "-stage" + stage;
+        return run(main, ranks, stage, steps, "cpu");
+    }
+
+    /**
+     * {@code mode}: {@code cpu}; {@code emu} (the emulated CUDA device, device tensors staged through the host); or
+     * {@code emu-nccl} (the emulated device over NCCL's glue and its stand-in library, which reduces over MPI).
+     */
+    Path run(Class<?> main, int ranks, int stage, int steps, String mode) throws Exception {
+        String name = main.getSimpleName() + "-np" + ranks + "-stage" + stage + "-" + mode;
         Path out = Files.createDirectories(tmp.resolve(name));
         List<String> cmd = new ArrayList<>();
         // by name, not by path: an absolute path makes Open MPI guess a --prefix from it
         if (ranks > 1) cmd.addAll(List.of("mpirun", "-np", Integer.toString(ranks), "--oversubscribe", "--bind-to", "none"));
         cmd.addAll(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                main.getName(), Integer.toString(stage), Integer.toString(steps), out.toString()));
+                "-Drlhf4j.emu.dir=" + io.github.rlhf4j.kernels.Emulated.folder().toAbsolutePath()));
+        if (mode.equals("emu-nccl")) cmd.add("-D" + DeviceCommunicator.TRANSPORT_PROPERTY + "=nccl");
+        cmd.addAll(List.of(main.getName(), Integer.toString(stage), Integer.toString(steps), out.toString(),
+                mode.startsWith("emu") ? "emu" : "cpu"));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
                 .redirectOutput(tmp.resolve(name + ".log").toFile());
         Map<String, String> env = pb.environment();
+        if (mode.equals("emu-nccl")) {
+            env.put("RLHF4J_NCCL", ncclStubs().toString());
+            env.put("LD_LIBRARY_PATH", ncclStubs() + File.pathSeparator + env.getOrDefault("LD_LIBRARY_PATH", ""));
+        }
         env.put("OMPI_ALLOW_RUN_AS_ROOT", "1");
         env.put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
         env.put("OMP_NUM_THREADS", "1");
@@ -92,70 +107,103 @@ class ZeroTrainingTest {
         return Files.readAllLines(out.resolve("boundaries.txt")).stream().mapToLong(Long::parseLong).toArray();
     }
 
+    /** NCCL's stand-ins (libnccl.so.2, libcuda.so.1) that the native build leaves beside its objects. */
+    static Path ncclStubs() throws Exception {
+        return Path.of(ZeroTrainingTest.class.getProtectionDomain().getCodeSource().getLocation().toURI())
+                .getParent().resolve("native-obj/dist/stubs");
+    }
+
     @Test
     void everyStageOnTwoAndFourRanksReachesTheWeightsOfOneProcess() throws Exception {
         assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
         Path one = run(1, 0);
+        for (int[] rs : new int[][] {{2, 0}, {2, 1}, {4, 1}, {2, 2}, {4, 2}, {2, 3}, {4, 3}})
+            assertLikeOneProcess(one, run(rs[0], rs[1]), rs[0], rs[1], "");
+    }
+
+    /**
+     * The same on a GPU's code path, the models on the emulated CUDA device, 2 ranks: the stages' device tensors go
+     * through {@link DeviceCommunicator}, staged through the host over MPI (stages 1 and 3), and over NCCL's glue
+     * (stages 0 and 2) with NCCL's stand-in library, which reduces over MPI: what NCCL does on real GPUs is not
+     * exercised here, the calls into it from the stages are. One process on the emulated device is the reference.
+     */
+    @Test
+    void onTheEmulatedGpuTheRanksReachTheWeightsOfOneProcess() throws Exception {
+        assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
+        int steps = 6;
+        Path one = run(ZeroTrainMain.class, 1, 0, steps, "emu");
+        boolean stubs = Files.isRegularFile(ncclStubs().resolve("libnccl.so.2"));
+        if (!stubs) System.out.println("ZeroTrainingTest: no NCCL stand-ins at " + ncclStubs() + ": the NCCL path "
+                + "of the stages is not checked");
+        for (int stage = 0; stage <= 3; stage++) {
+            String mode = stubs && stage % 2 == 0 ? "emu-nccl" : "emu";
+            Path out = run(ZeroTrainMain.class, 2, stage, steps, mode);
+            String transport = Files.readString(out.resolve("transport.txt"));
+            System.out.println("ZeroTrainingTest emulated GPU, 2 ranks, stage " + stage + ": " + transport);
+            assertTrue(mode.equals("emu-nccl") ? transport.startsWith("device tensors over NCCL (NCCL 2.99.99")
+                    : transport.startsWith("device tensors staged through host memory over MPI (cuda-emu:0 is not"),
+                    transport);
+            assertLikeOneProcess(one, out, 2, stage, " (emulated GPU, " + mode + ")");
+        }
+    }
+
+    private static void assertLikeOneProcess(Path one, Path out, int ranks, int stage, String where) throws Exception {
         float[] single = weights(one);
         long baseline = figures(one).get("live");
-        for (int[] rs : new int[][] {{2, 0}, {2, 1}, {4, 1}, {2, 2}, {4, 2}, {2, 3}, {4, 3}}) {
-            int ranks = rs[0], stage = rs[1];
-            Path out = run(ranks, stage);
-            float[] w = weights(out);
-            assertEquals(single.length, w.length);
-            double max = 0;
-            int apart = 0;
-            for (int i = 0; i < w.length; i++) {
-                double d = Math.abs(w[i] - single[i]);
-                max = Math.max(max, d);
-                if (d > 1e-6) apart++;
-            }
-            Map<String, Long> f = figures(out);
-            long flatBytes = 4 * f.get("flat");
-            long[] cuts = boundaries(out);
-            long layerBytes = 0; // the transformer layers' groups: all but the first (embeddings) and last (head)
-            for (int g = 1; g + 2 < cuts.length; g++) layerBytes += 4 * (cuts[g + 1] - cuts[g]);
-            long expectedBytes = stage == 0 ? Traffic.volume(Collective.ALL_REDUCE, flatBytes, ranks)
-                    // reduce-scatter of the gradients, all-gather of the weights, and the 8-byte norm all-reduce
-                    : Traffic.volume(Collective.REDUCE_SCATTER, flatBytes, ranks)
-                            + Traffic.volume(Collective.ALL_GATHER, flatBytes, ranks)
-                            + Traffic.volume(Collective.ALL_REDUCE, 8, ranks)
-                            // stage 3 gathers each layer again for its backward (the embeddings and head stay
-                            // gathered from their first use to the step, so they are gathered once)
-                            + (stage == 3 ? Traffic.volume(Collective.ALL_GATHER, layerBytes, ranks) : 0);
-            // the paper's count: 2 Psi for stages 0-2, 3 Psi for stage 3, (N - 1) / N of it leaving each rank
-            long paper = (stage == 3 ? 3 : 2) * flatBytes * (ranks - 1) / ranks;
-            // model states at rest against the partitioner's plan for this very layout (fp32 weights and
-            // gradients, two fp32 moments): stage 1 optimizer / N, stage 2 + gradients / N, stage 3 + parameters / N
-            ZeroPlan.Memory plan = new ZeroPlan(cuts, ranks, 4).memoryPerRank(stage, 4, 4, 8);
-            long live = f.get("live");
-            System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest %d ranks, stage %d: model states held at rest "
-                    + "%,d bytes (plan: %,d parameters + %,d gradients + %,d optimizer = %,d; one process %,d)%n",
-                    ranks, stage, live, plan.parameterBytes(), plan.gradientBytes(), plan.optimizerBytes(),
-                    plan.total(), baseline);
-            // within 8 KiB: the pool's 512-byte size classes and a few scalars; the moments cover no padding
-            assertTrue(Math.abs(live - plan.total()) <= 8192, ranks + " ranks, stage " + stage + ": " + live
-                    + " bytes held, the plan says " + plan.total());
-            // the paper's volume, less (stage 3) the second gather of the embeddings and head we do not do, within
-            // the 8-byte norm and rounding
-            long prePost = 4 * ((cuts[1] - cuts[0]) + (cuts[cuts.length - 1] - cuts[cuts.length - 2]));
-            long notGathered = stage == 3 ? Traffic.volume(Collective.ALL_GATHER, prePost, ranks) : 0;
-            assertTrue(Math.abs(paper - notGathered - expectedBytes) <= 16,
-                    "stage " + stage + ": " + expectedBytes + " bytes against the paper's " + paper);
-            System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest %d ranks, stage %d: max |w - w_1 process| "
-                    + "%.2e, %d of %d weights apart by > 1e-6; %,d bytes sent per step (paper: %d Psi x (N-1)/N = "
-                    + "%,d); AdamW moments on rank 0: %,d bytes%n", ranks, stage, max, apart, w.length,
-                    f.get("bytes_step1"), stage == 3 ? 3 : 2, paper, f.get("moment_bytes"));
-            assertTrue(max < 2e-5, ranks + " ranks, stage " + stage + ": weights differ by " + max);
-            assertTrue(apart < w.length / 100, apart + " weights apart by more than 1e-6");
-            assertEquals(expectedBytes, f.get("bytes_step1"), "bytes per step");
-            long fullMoments = 2L * 4 * figures(one).get("flat");
-            // stage 1: AdamW's two fp32 moments for this rank's slice alone: 1/N of the (padded) flat buffer
-            if (stage >= 1) assertTrue(f.get("moment_bytes") <= 2L * 4 * f.get("flat") / ranks
-                    && f.get("moment_bytes") < fullMoments / ranks + 2L * 4 * Zero.flatMultiple(ranks),
-                    "stage 1 keeps 1/N of the moments: " + f.get("moment_bytes") + " of " + fullMoments);
-            else assertTrue(f.get("moment_bytes") > fullMoments / 2, "stage 0 keeps them all");
+        float[] w = weights(out);
+        assertEquals(single.length, w.length);
+        double max = 0;
+        int apart = 0;
+        for (int i = 0; i < w.length; i++) {
+            double d = Math.abs(w[i] - single[i]);
+            max = Math.max(max, d);
+            if (d > 1e-6) apart++;
         }
+        Map<String, Long> f = figures(out);
+        long flatBytes = 4 * f.get("flat");
+        long[] cuts = boundaries(out);
+        long layerBytes = 0; // the transformer layers' groups: all but the first (embeddings) and last (head)
+        for (int g = 1; g + 2 < cuts.length; g++) layerBytes += 4 * (cuts[g + 1] - cuts[g]);
+        long expectedBytes = stage == 0 ? Traffic.volume(Collective.ALL_REDUCE, flatBytes, ranks)
+                // reduce-scatter of the gradients, all-gather of the weights, and the 8-byte norm all-reduce
+                : Traffic.volume(Collective.REDUCE_SCATTER, flatBytes, ranks)
+                        + Traffic.volume(Collective.ALL_GATHER, flatBytes, ranks)
+                        + Traffic.volume(Collective.ALL_REDUCE, 8, ranks)
+                        // stage 3 gathers each layer again for its backward (the embeddings and head stay
+                        // gathered from their first use to the step, so they are gathered once)
+                        + (stage == 3 ? Traffic.volume(Collective.ALL_GATHER, layerBytes, ranks) : 0);
+        // the paper's count: 2 Psi for stages 0-2, 3 Psi for stage 3, (N - 1) / N of it leaving each rank
+        long paper = (stage == 3 ? 3 : 2) * flatBytes * (ranks - 1) / ranks;
+        // model states at rest against the partitioner's plan for this very layout (fp32 weights and
+        // gradients, two fp32 moments): stage 1 optimizer / N, stage 2 + gradients / N, stage 3 + parameters / N
+        ZeroPlan.Memory plan = new ZeroPlan(cuts, ranks, 4).memoryPerRank(stage, 4, 4, 8);
+        long live = f.get("live");
+        System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest %d ranks, stage %d%s: model states held at "
+                + "rest %,d bytes (plan: %,d parameters + %,d gradients + %,d optimizer = %,d; one process %,d)%n",
+                ranks, stage, where, live, plan.parameterBytes(), plan.gradientBytes(), plan.optimizerBytes(),
+                plan.total(), baseline);
+        // within 8 KiB: the pool's 512-byte size classes and a few scalars; the moments cover no padding
+        assertTrue(Math.abs(live - plan.total()) <= 8192, ranks + " ranks, stage " + stage + ": " + live
+                + " bytes held, the plan says " + plan.total());
+        // the paper's volume, less (stage 3) the second gather of the embeddings and head we do not do, within
+        // the 8-byte norm and rounding
+        long prePost = 4 * ((cuts[1] - cuts[0]) + (cuts[cuts.length - 1] - cuts[cuts.length - 2]));
+        long notGathered = stage == 3 ? Traffic.volume(Collective.ALL_GATHER, prePost, ranks) : 0;
+        assertTrue(Math.abs(paper - notGathered - expectedBytes) <= 16,
+                "stage " + stage + ": " + expectedBytes + " bytes against the paper's " + paper);
+        System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest %d ranks, stage %d%s: max |w - w_1 process| "
+                + "%.2e, %d of %d weights apart by > 1e-6; %,d bytes sent per step (paper: %d Psi x (N-1)/N = "
+                + "%,d); AdamW moments on rank 0: %,d bytes%n", ranks, stage, where, max, apart, w.length,
+                f.get("bytes_step1"), stage == 3 ? 3 : 2, paper, f.get("moment_bytes"));
+        assertTrue(max < 2e-5, ranks + " ranks, stage " + stage + ": weights differ by " + max);
+        assertTrue(apart < w.length / 100, apart + " weights apart by more than 1e-6");
+        assertEquals(expectedBytes, f.get("bytes_step1"), "bytes per step");
+        long fullMoments = 2L * 4 * figures(one).get("flat");
+        // stage 1: AdamW's two fp32 moments for this rank's slice alone: 1/N of the (padded) flat buffer
+        if (stage >= 1) assertTrue(f.get("moment_bytes") <= 2L * 4 * f.get("flat") / ranks
+                && f.get("moment_bytes") < fullMoments / ranks + 2L * 4 * Zero.flatMultiple(ranks),
+                "stage 1 keeps 1/N of the moments: " + f.get("moment_bytes") + " of " + fullMoments);
+        else assertTrue(f.get("moment_bytes") > fullMoments / 2, "stage 0 keeps them all");
     }
 
     /**
