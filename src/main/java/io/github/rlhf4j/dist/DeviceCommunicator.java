@@ -118,48 +118,41 @@ public final class DeviceCommunicator extends BaseCommunicator {
     void doAllReduce(Tensor flat, ReduceOp op) {
         if (flat.device().isCpu()) mpi.allReduce(flat, op);
         else if (nccl != null) nccl.allReduce(flat, op);
-        else
-            try (Scope s = Scope.open(Device.cpu())) {
-                Tensor host = down(s, flat);
-                mpi.allReduce(host, op);
-                up(host, flat);
-            }
+        else onHost(flat, flat, (in, out) -> mpi.allReduce(in, op));
     }
 
     @Override
     void doReduceScatter(Tensor in, Tensor out, ReduceOp op) {
         if (in.device().isCpu() && out.device().isCpu()) mpi.reduceScatter(in, out, op);
         else if (nccl != null) nccl.reduceScatter(in, out, op);
-        else
-            try (Scope s = Scope.open(Device.cpu())) {
-                Tensor hostOut = s.empty(out.dtype(), (int) out.numel());
-                mpi.reduceScatter(down(s, in), hostOut, op);
-                up(hostOut, out);
-            }
+        else onHost(in, out, (hostIn, hostOut) -> mpi.reduceScatter(hostIn, hostOut, op));
     }
 
     @Override
     void doAllGather(Tensor shard, Tensor out) {
         if (shard.device().isCpu() && out.device().isCpu()) mpi.allGather(shard, out);
         else if (nccl != null) nccl.allGather(shard, out);
-        else
-            try (Scope s = Scope.open(Device.cpu())) {
-                Tensor hostOut = s.empty(out.dtype(), (int) out.numel());
-                mpi.allGather(down(s, shard), hostOut);
-                up(hostOut, out);
-            }
+        else onHost(shard, out, mpi::allGather);
     }
 
     @Override
     void doBroadcast(Tensor t, int root) {
         if (t.device().isCpu()) mpi.broadcast(t, root);
         else if (nccl != null) nccl.broadcast(t, root);
-        else
-            try (Scope s = Scope.open(Device.cpu())) {
-                Tensor host = down(s, t);
-                mpi.broadcast(host, root);
-                up(host, t);
-            }
+        else onHost(t, t, (in, out) -> mpi.broadcast(in, root));
+    }
+
+    /**
+     * Host staging: {@code op} runs over MPI on host copies of {@code in} and {@code out} (one copy when they are the
+     * same tensor, an in-place call), and out's copy is put back.
+     */
+    private static void onHost(Tensor in, Tensor out, java.util.function.BiConsumer<Tensor, Tensor> op) {
+        try (Scope s = Scope.open(Device.cpu())) {
+            Tensor hostIn = down(s, in);
+            Tensor hostOut = in == out ? hostIn : s.empty(out.dtype(), (int) out.numel());
+            op.accept(hostIn, hostOut);
+            up(hostOut, out);
+        }
     }
 
     /** A host copy of {@code t} (a CPU tensor is its own). */

@@ -198,12 +198,8 @@ public final class Safetensors implements AutoCloseable {
 
     /** Copies tensor {@code name} into {@code dst} (same shape; converted to dst's dtype). */
     public void read(String name, Tensor dst) {
-        Entry e = entries.get(name);
-        if (e == null) throw new ModelFormatException(file + ": no tensor '" + name + "'");
-        DType dt = dtypeOf(e.dtype());
-        if (dt == null)
-            throw new ModelFormatException(file + ": tensor '" + name + "' has dtype " + e.dtype()
-                    + "; rlhf4j reads F32, F16, BF16, F64 and I32");
+        Entry e = entry(name);
+        DType dt = readableDtype(name, e);
         if (!Arrays.equals(e.shape(), dst.shape()))
             throw new ModelFormatException(file + ": tensor '" + name + "' has shape " + Arrays.toString(e.shape())
                     + " but the model expects " + Arrays.toString(dst.shape()));
@@ -216,16 +212,27 @@ public final class Safetensors implements AutoCloseable {
      * takes its slice of a whole optimizer buffer.
      */
     public void readSlice(String name, long from, Tensor dst) {
-        Entry e = entries.get(name);
-        if (e == null) throw new ModelFormatException(file + ": no tensor '" + name + "'");
-        DType dt = dtypeOf(e.dtype());
-        if (dt == null)
-            throw new ModelFormatException(file + ": tensor '" + name + "' has dtype " + e.dtype()
-                    + "; rlhf4j reads F32, F16, BF16, F64 and I32");
+        Entry e = entry(name);
+        DType dt = readableDtype(name, e);
         if (from < 0 || from + dst.numel() > e.numel())
             throw new ModelFormatException(file + ": tensor '" + name + "' has " + e.numel() + " elements; elements ["
                     + from + ", " + (from + dst.numel()) + ") were asked for");
         dst.copyFromHost(data.asSlice(e.begin() + from * dt.size, dst.numel() * dt.size), dt);
+    }
+
+    private Entry entry(String name) {
+        Entry e = entries.get(name);
+        if (e == null) throw new ModelFormatException(file + ": no tensor '" + name + "'");
+        return e;
+    }
+
+    /** The dtype tensor {@code name} is stored in, if rlhf4j reads it. */
+    private DType readableDtype(String name, Entry e) {
+        DType dt = dtypeOf(e.dtype());
+        if (dt == null)
+            throw new ModelFormatException(file + ": tensor '" + name + "' has dtype " + e.dtype()
+                    + "; rlhf4j reads F32, F16, BF16, F64 and I32");
+        return dt;
     }
 
     @Override

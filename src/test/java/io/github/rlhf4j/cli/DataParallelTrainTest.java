@@ -51,22 +51,31 @@ class DataParallelTrainTest {
 
     /** A tiny GPT-2 with dropout off, and 60 hh-rlhf style pairs of one length. */
     void fixtures() throws Exception {
-        // dropout off: with it, a rank draws the masks of its own rows where one process draws those of all rows
-        init = tmp.resolve("init");
-        Path config = tmp.resolve("config.json");
+        Path[] made = tinyModelAndPairs(tmp);
+        init = made[0];
+        hh = made[1];
+    }
+
+    /**
+     * Into {@code dir}: a tiny OPT-style model with dropout off ({@code init}) and 60 hh-rlhf style pairs whose rows
+     * all have one length ({@code pairs.jsonl}); returns both paths. Dropout off: with it, a rank draws the masks of
+     * its own rows where one process draws those of all rows. One length: then each rank's mean loss over its own
+     * tokens averages to the one process's mean over all of them, and the runs differ only by rounding.
+     */
+    static Path[] tinyModelAndPairs(Path dir) throws Exception {
+        Path init = dir.resolve("init");
+        Path config = dir.resolve("config.json");
         Files.writeString(config, TestModels.config("opt_style", 64).replace("\"initializer_range\"",
                 "\"embd_pdrop\": 0.0, \"resid_pdrop\": 0.0, \"attn_pdrop\": 0.0, \"initializer_range\""));
         Cli made = Cli.run("init-model", "--config", config.toString(), "--out", init.toString(), "--seed", "5",
                 "--tokenizer", TestModels.tokenizerFixture("opt_style").toString());
         assertEquals(0, made.exit(), made.toString());
-        // 60 hh-rlhf style pairs: enough rows that every rank gets rows of its own
-        hh = tmp.resolve("pairs.jsonl");
+        // enough rows that every rank gets rows of its own
+        Path hh = dir.resolve("pairs.jsonl");
         StringBuilder rows = new StringBuilder();
         String[] words = {"river", "stone", "lamp", "garden", "window", "cloud", "bread", "violin", "harbor", "maple"};
         for (int i = 0; i < 60; i++) {
             StringBuilder q = new StringBuilder(), a = new StringBuilder(), r = new StringBuilder();
-            // every row the same number of words (tokens): then each rank's mean loss over its own tokens averages
-            // to the one process's mean over all of them, and the two runs differ only by rounding
             for (int k = 0; k < 3; k++) q.append(words[(i + k) % 10]).append(' ');
             for (int k = 0; k < 3; k++) a.append(words[(i * 7 + k) % 10]).append(' ');
             for (int k = 0; k < 2; k++) r.append(words[(i * 3 + k) % 10]).append(' ');
@@ -76,6 +85,7 @@ class DataParallelTrainTest {
                     .put("rejected", prompt + " " + r.toString().trim() + " no.")).append('\n');
         }
         Files.writeString(hh, rows);
+        return new Path[] {init, hh};
     }
 
     /** {@code train ... --deployment-type single_node --num-gpus 2} in a child JVM, its output in {@code log}. */

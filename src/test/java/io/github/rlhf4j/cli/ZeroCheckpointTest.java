@@ -71,27 +71,10 @@ class ZeroCheckpointTest {
 
     @BeforeAll
     static void fixtures() throws Exception {
-        // a tiny OPT-style model with dropout off, and 60 hh-rlhf style pairs of one length (DataParallelTrainTest's)
-        init = shared.resolve("init");
-        Path config = shared.resolve("config.json");
-        Files.writeString(config, TestModels.config("opt_style", 64).replace("\"initializer_range\"",
-                "\"embd_pdrop\": 0.0, \"resid_pdrop\": 0.0, \"attn_pdrop\": 0.0, \"initializer_range\""));
-        Cli made = Cli.run("init-model", "--config", config.toString(), "--out", init.toString(), "--seed", "5",
-                "--tokenizer", TestModels.tokenizerFixture("opt_style").toString());
-        assertEquals(0, made.exit(), made.toString());
-        hh = shared.resolve("pairs.jsonl");
-        StringBuilder rows = new StringBuilder();
-        String[] words = {"river", "stone", "lamp", "garden", "window", "cloud", "bread", "violin", "harbor", "maple"};
-        for (int i = 0; i < 60; i++) {
-            StringBuilder q = new StringBuilder(), a = new StringBuilder(), r = new StringBuilder();
-            for (int k = 0; k < 3; k++) q.append(words[(i + k) % 10]).append(' ');
-            for (int k = 0; k < 3; k++) a.append(words[(i * 7 + k) % 10]).append(' ');
-            for (int k = 0; k < 2; k++) r.append(words[(i * 3 + k) % 10]).append(' ');
-            String prompt = "\n\nHuman: tell me about " + q.toString().trim() + "?\n\nAssistant:";
-            rows.append(JSON.createObjectNode().put("chosen", prompt + " " + a.toString().trim() + ".")
-                    .put("rejected", prompt + " " + r.toString().trim() + " no.")).append('\n');
-        }
-        Files.writeString(hh, rows);
+        // a tiny OPT-style model with dropout off, and 60 hh-rlhf style pairs of one length
+        Path[] made = DataParallelTrainTest.tinyModelAndPairs(shared);
+        init = made[0];
+        hh = made[1];
     }
 
     static List<String> train(Path out, String... extra) {
