@@ -16,6 +16,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -175,15 +177,18 @@ class DataParallelTrainTest {
 
     /**
      * kill -9 of one rank in the middle of step 1: mpirun ends the whole job (the other rank does not hang), and
-     * the same command with {@code --resume} continues from rank 0's last checkpoint and ends with the same model
-     * bytes as a data-parallel run that was never interrupted.
+     * the same command with {@code --resume} continues from the last complete checkpoint and ends with the same model
+     * bytes as a data-parallel run that was never interrupted. At ZeRO stage 0 rank 0 writes the checkpoints alone;
+     * at stage 3 every rank writes its optimizer partition into them, and gathers the parameters for rank 0's save.
      */
-    @Test
-    void aKilledRankEndsTheJobAndResumeReachesTheUninterruptedRunsBytes() throws Exception {
+    @ParameterizedTest(name = "ZeRO stage {0}")
+    @ValueSource(ints = {0, 3})
+    void aKilledRankEndsTheJobAndResumeReachesTheUninterruptedRunsBytes(int stage) throws Exception {
         assumeTrue(hasMpirun(), "no mpirun on the PATH");
         fixtures();
         Path whole = tmp.resolve("whole"), cut = tmp.resolve("cut");
-        String[] longer = {"--checkpoint-every", "2", "--save-total-limit", "0"};
+        String[] longer = {"--checkpoint-every", "2", "--save-total-limit", "0", "--zero-stage",
+                Integer.toString(stage)};
         runDataParallel(whole, "whole", 8, longer);
 
         Path log = tmp.resolve("killed.log");
@@ -210,8 +215,14 @@ class DataParallelTrainTest {
         assertTrue(killed.matches("(?s).*process rank [01] with PID \\d+ .*exited on signal 9.*"), killed);
         assertTrue(!Files.exists(cut.resolve("step3-models/init/actor/model.safetensors")), "step 3 never ran");
 
-        String resumed = runDataParallel(cut, "resumed", 8, longer[0], longer[1], longer[2], longer[3], "--resume");
+        if (stage > 0)
+            assertTrue(Files.isRegularFile(cut.resolve("checkpoints/step1/checkpoint-4/optimizer/actor.rank-1-of-2"
+                    + ".safetensors")), "rank 1's partition is in the checkpoint");
+        List<String> again = new ArrayList<>(List.of(longer));
+        again.add("--resume");
+        String resumed = runDataParallel(cut, "resumed", 8, again.toArray(String[]::new));
         assertTrue(resumed.contains("step 1: resuming from"), resumed);
+        assertTrue(resumed.contains("(ZeRO stage " + stage + ")"), resumed);
         for (String m : List.of("actor-models/init", "reward-models/init", "step3-models/init/actor",
                 "step3-models/init/critic"))
             assertEquals(-1, Files.mismatch(whole.resolve(m).resolve("model.safetensors"),
