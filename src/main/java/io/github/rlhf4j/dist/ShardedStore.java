@@ -46,9 +46,17 @@ public final class ShardedStore implements AutoCloseable {
     private final Map<Transformer, Map<Integer, Integer>> layerGroups = new HashMap<>();
     private int pinned;
 
+    /**
+     * Partitions {@code store} over {@code comm}'s ranks at ZeRO {@code stage}. A frozen (inference-only) store takes
+     * stage 3 alone, which DeepSpeed-Chat gives the reference and reward models when the actor and critic are at
+     * stage 3: parameters partitioned and gathered a layer at a time, no gradients; after each forward pass
+     * {@link #release} gives back what stayed gathered (the embeddings and heads).
+     */
     public ShardedStore(ParameterStore store, Communicator comm, int stage) {
         if (stage != 2 && stage != 3) throw new IllegalArgumentException("ShardedStore is ZeRO stage 2 or 3, not " + stage);
-        if (!store.isTrainable()) throw new IllegalArgumentException("ZeRO stage " + stage + " needs a trainable store");
+        if (!store.isTrainable() && stage != 3)
+            throw new IllegalArgumentException("ZeRO stage " + stage + " partitions gradients: a frozen store has none "
+                    + "(stage 3 partitions its parameters)");
         this.store = store;
         this.comm = comm;
         this.stage = stage;
@@ -68,9 +76,14 @@ public final class ShardedStore implements AutoCloseable {
         this.scope = Scope.detached(store.device());
         this.reduced = new boolean[groups];
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
-            partGrad = scope.zeros(DType.F32, (int) partOffset[groups]);
-            gradGroups = new Tensor[groups];
-            for (int g = 0; g < groups; g++) gradGroups[g] = scope.evictable(DType.F32, length(g), t -> t.fill(0));
+            if (store.isTrainable()) {
+                partGrad = scope.zeros(DType.F32, (int) partOffset[groups]);
+                gradGroups = new Tensor[groups];
+                for (int g = 0; g < groups; g++) gradGroups[g] = scope.evictable(DType.F32, length(g), t -> t.fill(0));
+            } else {
+                partGrad = null;
+                gradGroups = null;
+            }
             if (stage == 3) {
                 partData = scope.empty(DType.F32, (int) partOffset[groups]);
                 for (int g = 0; g < groups; g++) partData(g).copyFromTensor(ownSlice(store.data(), g), false);
@@ -157,6 +170,7 @@ public final class ShardedStore implements AutoCloseable {
 
     /** Sums group g's whole gradient over the ranks into this rank's partition, and gives the whole one back. */
     private void reduceGradient(int g) {
+        if (gradGroups == null) return; // frozen
         Tensor whole = gradGroups[g];
         if (!whole.isResident()) return; // nothing written into it since the last reduction
         try (Autograd.NoGrad ignored = Autograd.noGrad(); Scope s = Scope.open(store.device())) {
@@ -177,16 +191,26 @@ public final class ShardedStore implements AutoCloseable {
      * {@link #partitionGrad} holds this rank's slice of the gradient summed over ranks. Call it before the step.
      */
     public void finishBackward() {
-        for (int g = 0; g < gradGroups.length; g++) reduceGradient(g);
+        for (int g = 0; gradGroups != null && g < gradGroups.length; g++) reduceGradient(g);
     }
 
     /** After the step: the partition's gradient zeroed; at stage 3 every gathered parameter given back. */
     public void afterStep() {
-        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
-            partGrad.fill(0);
+        if (gradGroups != null) {
+            try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+                partGrad.fill(0);
+            }
+            java.util.Arrays.fill(reduced, false);
+            for (Tensor t : gradGroups) t.evict();
         }
-        java.util.Arrays.fill(reduced, false);
-        for (Tensor t : gradGroups) t.evict();
+        release();
+    }
+
+    /**
+     * Stage 3: gives back every gathered parameter (unless {@link #gathered} pins them): what a frozen model calls
+     * after a forward pass, and the step does for a trained one. This rank's own slices stay.
+     */
+    public void release() {
         if (dataGroups != null && pinned == 0) for (Tensor t : dataGroups) t.evict();
     }
 
@@ -219,6 +243,7 @@ public final class ShardedStore implements AutoCloseable {
 
     /** This rank's slice of every group's summed gradient, end to end. */
     public Tensor partitionGrad() {
+        if (partGrad == null) throw new IllegalStateException("a frozen store has no gradients");
         return partGrad;
     }
 

@@ -200,6 +200,7 @@ public class PpoTrainer {
             Tensor refLogprobs = elsewhere(engine.referenceDevice(), ids, m, pos,
                     (i, mm, p) -> PpoMath.gatherLogProbs(engine.reference().forward(i, mm, p, null), i));
             Tensor reward = elsewhere(engine.rewardDevice(), ids, m, pos, (i, mm, p) -> rewardScores(i, mm, promptLength));
+            engine.releaseFrozen(); // partitioned frozen models keep 1/N between phases
             Tensor values = engine.critic().scores(ids, m, pos).slice(1, 0, columns - 1);
             double avgReward = 0;
             for (double x : reward.toDoubleArray()) avgReward += x / rows;

@@ -755,10 +755,13 @@ public final class Stages {
             Device frozenDev = s.offloadReferenceModel() ? Device.cpu() : dev;
             if (s.offloadReferenceModel() && dev.isCpu())
                 log.println("step 3: --offload-reference-model has nothing to do: every model already runs on the CPU");
-            ParameterStore refStore = ParameterStore.allocate(ref, frozenDev, DType.F32, 0, false);
+            // laid out as the model trained beside it: at ZeRO stage 3 the engine partitions it too, as DS-Chat does
+            ParameterStore refStore = ParameterStore.allocate(ref, frozenDev, DType.F32, 0, false,
+                    s.actorOptions().layout(run));
             ParameterStore criticStore = ParameterStore.allocate(critic, dev, DType.F32, 0, true,
                     s.criticOptions().layout(run));
-            ParameterStore rewardStore = ParameterStore.allocate(reward, frozenDev, DType.F32, 0, false);
+            ParameterStore rewardStore = ParameterStore.allocate(reward, frozenDev, DType.F32, 0, false,
+                    s.criticOptions().layout(run));
             HfModel.loadWeights(actor, actorConfig.basePrefix(), s.actor(), Set.of());
             HfModel.loadWeights(ref, actorConfig.basePrefix(), s.actor(), Set.of());
             HfModel.loadWeights(critic, criticConfig.basePrefix(), s.critic(), Set.of());
@@ -791,7 +794,8 @@ public final class Stages {
                  ParameterStore emaStore = ema == null ? null
                          : ParameterStore.allocate(ema, dev, DType.F32, 0, false, s.actorOptions().layout(run))) {
                 Optimized actorOpt = engine.actorOptimizer(), criticOpt = engine.criticOptimizer();
-                if (run.world() > 1) log.printf("step 3: generation: %s%n", actorOpt.generationMode());
+                if (run.world() > 1)
+                    log.printf("step 3: generation: %s; %s%n", actorOpt.generationMode(), engine.frozenMode());
                 actorOpt.skipNonFiniteSteps(run.skipNonFinite());
                 criticOpt.skipNonFiniteSteps(run.skipNonFinite());
                 PpoTrainer trainer = new PpoTrainer(engine, ppo);

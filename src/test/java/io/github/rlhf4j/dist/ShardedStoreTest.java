@@ -180,4 +180,37 @@ class ShardedStoreTest {
                 }
             }
     }
+
+    /**
+     * A frozen store at stage 3 (DeepSpeed-Chat's reference and reward models when the actor and critic are at stage
+     * 3): its forward gives bitwise the whole model's logits, each layer is given back after its forward, and
+     * {@link ShardedStore#release} gives back the embeddings and heads; stage 2 is refused (no gradients).
+     */
+    @Test
+    void aFrozenStoreAtStageThreeRunsItsForwardALayerAtATime() {
+        CausalLM plain = tiny(), sharded = tiny();
+        try (ParameterStore sp = ParameterStore.allocate(plain, Device.cpu(), DType.F32, 9, false);
+             ParameterStore ss = ParameterStore.allocate(sharded, Device.cpu(), DType.F32, 0, false,
+                     new ParameterStore.Layout(64, true))) {
+            copyWeights(plain, sharded);
+            var refused = assertThrows(IllegalArgumentException.class, () -> new ShardedStore(ss, new SingleProcess(), 2));
+            assertTrue(refused.getMessage().contains("a frozen store has none"), refused.getMessage());
+            long[] cuts = ss.groupBoundaries();
+            try (ShardedStore z = new ShardedStore(ss, new SingleProcess(), 3)) {
+                assertThrows(IllegalStateException.class, ss::data, "no whole parameters");
+                assertThrows(IllegalStateException.class, z::partitionGrad, "no gradients");
+                try (Scope s = Scope.open(); Autograd.NoGrad ignored = Autograd.noGrad()) {
+                    int[] ids = new int[B * T];
+                    for (int i = 0; i < ids.length; i++) ids[i] = (i * 7) % VOCAB;
+                    float[] got = sharded.forward(Tensor.ofInts(ids, B, T)).toFloatArray();
+                    for (int g = 1; g + 1 < cuts.length - 1; g++)
+                        assertFalse(ss.groupData(g).isResident(), "layer group " + g + " given back after its forward");
+                    assertTrue(ss.groupData(0).isResident(), "the embeddings stay gathered until released");
+                    assertArrayEquals(plain.forward(Tensor.ofInts(ids, B, T)).toFloatArray(), got);
+                }
+                z.release();
+                for (int g = 0; g < cuts.length - 1; g++) assertFalse(ss.groupData(g).isResident(), "group " + g);
+            }
+        }
+    }
 }

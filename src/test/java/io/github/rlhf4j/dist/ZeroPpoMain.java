@@ -49,8 +49,17 @@ public final class ZeroPpoMain {
             RewardModel critic = RewardModel.of(config), reward = RewardModel.of(config);
             ParameterStore actorStore = ParameterStore.allocate(actor, Device.cpu(), DType.F32, 0, true, layout);
             ParameterStore criticStore = ParameterStore.allocate(critic, Device.cpu(), DType.F32, 0, true, layout);
-            ParameterStore referenceStore = ParameterStore.allocate(reference, Device.cpu(), DType.F32, 11, false);
-            ParameterStore rewardStore = ParameterStore.allocate(reward, Device.cpu(), DType.F32, 12, false);
+            // the frozen models laid out as the trained ones, so that at stage 3 they are partitioned too (DS-Chat's
+            // ZeRO-3 inference); their weights from the default layout, whose offsets seed the init
+            ParameterStore referenceStore = ParameterStore.allocate(reference, Device.cpu(), DType.F32, 0, false, layout);
+            ParameterStore rewardStore = ParameterStore.allocate(reward, Device.cpu(), DType.F32, 0, false, layout);
+            CausalLM referenceInit = CausalLM.of(config);
+            RewardModel rewardInit = RewardModel.of(config);
+            try (ParameterStore a = ParameterStore.allocate(referenceInit, Device.cpu(), DType.F32, 11, false);
+                 ParameterStore b = ParameterStore.allocate(rewardInit, Device.cpu(), DType.F32, 12, false)) {
+                copy(referenceInit, reference);
+                copy(rewardInit, reward);
+            }
             copy(reference, actor); // the actor starts as the reference, the critic as the reward model (step 3)
             copy(reward, critic);
             Optimized.Settings settings = new Optimized.Settings(1e-3, 0.0, LrSchedule.constant(0), 1.0);
@@ -96,7 +105,8 @@ public final class ZeroPpoMain {
                     Files.write(out.resolve("actor.f32"), a);
                     Files.write(out.resolve("critic.f32"), c);
                     Files.write(out.resolve("ema.f32"), ema);
-                    Files.writeString(out.resolve("mode.txt"), engine.actorOptimizer().generationMode() + "\n");
+                    Files.writeString(out.resolve("mode.txt"), engine.actorOptimizer().generationMode() + "\n"
+                            + engine.frozenMode() + "\n");
                 }
             }
         }

@@ -208,8 +208,10 @@ class ZeroTrainingTest {
 
     /**
      * Step 3 under ZeRO stage 3 ({@link ZeroPpoMain}): five PPO iterations of actor and critic on 2 and 4 ranks reach
-     * the weights of one process, and so does the partitioned EMA once gathered; the actor, gathered whole once for
-     * the generation phase, generates for each rank's prompts what one process generates for them.
+     * the weights of one process, and so does the partitioned EMA once gathered; the frozen reference and reward
+     * model are partitioned too (their logprobs and rewards, computed a layer at a time, are one process's); the
+     * actor, gathered whole once for the generation phase, generates for each rank's prompts what one process
+     * generates for them.
      */
     @Test
     void ppoUnderStageThreeMatchesOneProcess() throws Exception {
@@ -221,7 +223,10 @@ class ZeroTrainingTest {
             StringBuilder all = new StringBuilder();
             for (int r = 0; r < ranks; r++) all.append(Files.readString(out.resolve("generated-rank" + r + ".txt")));
             assertEquals(generated, all.toString(), ranks + " ranks generate what one process generates");
-            assertTrue(Files.readString(out.resolve("mode.txt")).startsWith("ZeRO-3 hybrid"));
+            String mode = Files.readString(out.resolve("mode.txt"));
+            assertTrue(mode.startsWith("ZeRO-3 hybrid"), mode);
+            assertTrue(mode.contains("reference partitioned over the ranks (ZeRO-3 inference), reward model "
+                    + "partitioned"), mode);
             for (String model : new String[] {"actor", "critic", "ema"}) {
                 float[] want = floats(one.resolve(model + ".f32")), got = floats(out.resolve(model + ".f32"));
                 assertEquals(want.length, got.length);
