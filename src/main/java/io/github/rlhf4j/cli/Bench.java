@@ -21,7 +21,7 @@ import picocli.CommandLine.Parameters;
         description = {"Built-in benchmarks. step3: DeepSpeed-Chat's step-3 (PPO) iteration with random-weight OPT "
                 + "models; step3-plot: draw a sweep of step3 results."},
         subcommands = {Bench.Step3.class, Bench.Step3PlotCommand.class, Bench.ZeroScaleCommand.class,
-                CommandLine.HelpCommand.class})
+                Bench.DataParallelCommand.class, CommandLine.HelpCommand.class})
 final class Bench implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -231,6 +231,80 @@ final class Bench implements Runnable {
             }
             spec.commandLine().getOut().print(io.github.rlhf4j.dist.ZeroScale.table(rows, tokens));
             spec.commandLine().getOut().flush();
+            return 0;
+        }
+    }
+
+    @Command(name = "data-parallel", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"Data-parallel training steps under ZeRO over the ranks a launcher started (run it under "
+                    + "mpirun; alone it is one process): a random-weight OPT causal LM, each rank --batch random "
+                    + "sequences of --seq-len tokens, forward, backward and the optimizer's collectives and AdamW "
+                    + "step. Prints each timed step (the slowest rank's), the median, tokens/s over all ranks, the "
+                    + "bytes this rank sent per step and the model states rank 0 holds. bench/dp.sh runs it against "
+                    + "PyTorch's DDP, ZeroRedundancyOptimizer and FSDP."},
+            footer = {"", "Examples:",
+                    "  mpirun -np 2 bin/rlhf4j bench data-parallel --model opt-125m --zero-stage 3 --threads 1",
+                    "  bench/dp.sh --model tiny                   all four stages, rlhf4j and PyTorch"})
+    static final class DataParallelCommand implements Callable<Integer> {
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Option(names = "--model", defaultValue = "opt-125m", paramLabel = "M", description = "An OPT preset or "
+                + "config.json (default: ${DEFAULT-VALUE}).")
+        String model;
+
+        @Option(names = "--batch", defaultValue = "2", paramLabel = "B", description = "Sequences per rank "
+                + "(default: ${DEFAULT-VALUE}).")
+        int batch;
+
+        @Option(names = "--seq-len", defaultValue = "128", paramLabel = "T", description = "(default: ${DEFAULT-VALUE})")
+        int seqLen;
+
+        @Option(names = "--zero-stage", defaultValue = "0", paramLabel = "N", description = "(default: ${DEFAULT-VALUE})")
+        int zeroStage;
+
+        @Option(names = "--steps", defaultValue = "5", paramLabel = "N", description = "Timed steps (default: "
+                + "${DEFAULT-VALUE}).")
+        int steps;
+
+        @Option(names = "--warmup", defaultValue = "1", paramLabel = "N", description = "(default: ${DEFAULT-VALUE})")
+        int warmup;
+
+        @Option(names = "--threads", defaultValue = "1", paramLabel = "N", description = "CPU threads per rank "
+                + "(default: ${DEFAULT-VALUE}).")
+        int threads;
+
+        @Option(names = "--seed", defaultValue = "1", paramLabel = "N", description = "(default: ${DEFAULT-VALUE})")
+        long seed;
+
+        @Option(names = "--json", paramLabel = "FILE", description = "Rank 0 also writes the figures as one JSON "
+                + "object.")
+        Path json;
+
+        @Override
+        public Integer call() {
+            CommandLine cmd = spec.commandLine();
+            if (OptPresets.canonical(model) == null && !Files.isRegularFile(Path.of(model)))
+                throw new CommandLine.ParameterException(cmd, "--model " + model + ": expected "
+                        + String.join(", ", OptPresets.NAMES) + " or a config.json file");
+            io.github.rlhf4j.bench.DataParallelBench.Settings s;
+            try {
+                s = new io.github.rlhf4j.bench.DataParallelBench.Settings(model, batch, seqLen, zeroStage, steps,
+                        warmup, threads, seed);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.ParameterException(cmd, e.getMessage());
+            }
+            try (io.github.rlhf4j.dist.Communicator comm = io.github.rlhf4j.dist.Communicator.fromEnvironment()) {
+                PrintWriter out = comm.rank() == 0 ? cmd.getOut() : new PrintWriter(java.io.Writer.nullWriter());
+                var r = io.github.rlhf4j.bench.DataParallelBench.run(s, comm, out);
+                out.printf(java.util.Locale.ROOT, "rlhf4j data parallel: %s (%,d parameters), %d rank(s) x %d x %d "
+                        + "tokens, ZeRO stage %d, %d thread(s) per rank: %.1f ms per step (median of %d), %,.0f "
+                        + "tokens/s, %,d bytes sent per step per rank, %,d bytes of model states on rank 0%n",
+                        OptPresets.label(model), r.parameters(), r.world(), batch, seqLen, zeroStage, threads,
+                        r.medianMs(), steps, r.tokensPerSecond(), r.bytesPerStep(), r.modelStatesBytes());
+                out.flush();
+                if (json != null && comm.rank() == 0) writeAtomically(json, r.json().toString() + "\n");
+            }
             return 0;
         }
     }
