@@ -85,6 +85,7 @@ public final class MpiRankMain {
         identity();
         allReduce();
         reduceScatter();
+        largeRing();
         allGather();
         broadcast();
         traffic();
@@ -271,6 +272,51 @@ public final class MpiRankMain {
             for (int r = 0; r < n; r++) m = Math.max(m, mixed(r, rank * 5 + j));
             return m;
         }), wout.toDoubleArray(), "reduceScatter max f64");
+    }
+
+    /**
+     * Sizes on the shim's ring: an all-reduce of more than 2^16 elements a rank (a ring reduce-scatter and an
+     * all-gather, with a tail that does not split into n blocks) and a reduce-scatter of more than one 2^20-element
+     * piece a block, in place, for sums, a max and bf16.
+     */
+    private void largeRing() {
+        int count = n * 70_001 + 3;
+        double[] sum = doubles(count, i -> {
+            double s = 0;
+            for (int r = 0; r < n; r++) s += f32Input(r, i);
+            return s;
+        });
+        Tensor x = Tensor.of(floats(count, i -> f32Input(rank, i))), y = Tensor.full(DType.F32, Double.NaN, count);
+        comm.allReduce(x, ReduceOp.SUM); // in place
+        same(sum, toDoubles(x.toFloatArray()), "ring allReduce f32 in place");
+        Tensor x2 = Tensor.of(floats(count, i -> f32Input(rank, i)));
+        y.copyFromTensor(x2, false);
+        comm.allReduce(y, ReduceOp.SUM);
+        same(sum, toDoubles(y.toFloatArray()), "ring allReduce f32 of a copy");
+        Tensor m = Tensor.of(doubles(count, i -> mixed(rank, i)));
+        comm.allReduce(m, ReduceOp.MAX);
+        same(doubles(count, i -> {
+            double v = Double.NEGATIVE_INFINITY;
+            for (int r = 0; r < n; r++) v = Math.max(v, mixed(r, i));
+            return v;
+        }), m.toDoubleArray(), "ring allReduce max f64");
+        Tensor b = Tensor.of(floats(count, i -> bf16Input(rank, i))).to(DType.BF16);
+        comm.allReduce(b, ReduceOp.SUM);
+        same(doubles(count, i -> {
+            double s = 0;
+            for (int r = 0; r < n; r++) s += bf16Input(r, i);
+            return s;
+        }), toDoubles(b.toFloatArray()), "ring allReduce bf16");
+
+        int k = (1 << 20) + 5;
+        Tensor flat = Tensor.of(floats(n * k, i -> f32Input(rank, i)));
+        Tensor own = flat.slice(0, rank * k, (rank + 1) * k);
+        comm.reduceScatter(flat, own);
+        same(doubles(k, j -> {
+            double s = 0;
+            for (int r = 0; r < n; r++) s += f32Input(r, rank * k + j);
+            return s;
+        }), toDoubles(own.toFloatArray()), "ring reduceScatter f32 in place, two pieces a block");
     }
 
     private void allGather() {
