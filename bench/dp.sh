@@ -35,10 +35,9 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -n "${RLHF4J_JAR:-}" ]; then
-  java=$(ls /usr/lib/jvm/*/bin/java ${JAVA_HOME:+$JAVA_HOME/bin/java} 2>/dev/null | while read -r j; do
-    v=$("$j" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}'); [ "${v%%[.+-]*}" -ge 25 ] 2>/dev/null && echo "$j"
-  done | head -1)
-  [ -n "$java" ] || { echo "dp.sh: needs a JDK 25" >&2; exit 1; }
+  # shellcheck source=jdk.sh
+  . "$root/bench/jdk.sh"
+  java=$(jdk25_java)
   ours_cmd=("$java" --enable-native-access=ALL-UNNAMED -jar "$RLHF4J_JAR")
 else
   "$root/bin/rlhf4j" --version >/dev/null # builds the jar once, before mpirun starts several ranks

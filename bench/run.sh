@@ -7,8 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 (cd "$root" && mvn -B -q -DskipTests install)
 (cd "$root/bench" && mvn -B -q package)
-java=$(ls /usr/lib/jvm/*/bin/java ${JAVA_HOME:+$JAVA_HOME/bin/java} 2>/dev/null | while read -r j; do
-  v=$("$j" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}'); [ "${v%%[.+-]*}" -ge 25 ] 2>/dev/null && echo "$j"
-done | head -1)
-[ -n "$java" ] || { echo "bench: needs a JDK 25" >&2; exit 1; }
+# shellcheck source=jdk.sh
+. "$root/bench/jdk.sh"
+java=$(jdk25_java)
 exec "$java" --enable-native-access=ALL-UNNAMED -jar "$root/bench/target/benchmarks.jar" "$@"

@@ -40,13 +40,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# shellcheck source=jdk.sh
+. "$root/bench/jdk.sh"
 rlhf4j() {
   if [ -n "${RLHF4J_JAR:-}" ]; then
     local java
-    java=$(ls /usr/lib/jvm/*/bin/java ${JAVA_HOME:+$JAVA_HOME/bin/java} 2>/dev/null | while read -r j; do
-      v=$("$j" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}'); [ "${v%%[.+-]*}" -ge 25 ] 2>/dev/null && echo "$j"
-    done | head -1)
-    [ -n "$java" ] || { echo "step3.sh: needs a JDK 25" >&2; exit 1; }
+    java=$(jdk25_java)
     "$java" --enable-native-access=ALL-UNNAMED -jar "$RLHF4J_JAR" "$@"
   else
     "$root/bin/rlhf4j" "$@"
