@@ -189,12 +189,10 @@ final class StageCheckpoints {
      * its optimizer partitions; else rank 0 alone writes.
      */
     void save(long step, long total, Saved saved, ObjectNode state, MetricsLog log) {
-        // the other ranks wait for rank 0's files: in the partitioned writer's collectives, else at a barrier here
-        // (without it they would wait in the next step's all-reduce, under the collectives' limit)
-        run.waitingOnFiles(() -> {
-            write(step, total, saved, state, log);
-            if (!partitioned) run.barrier();
-        });
+        if (partitioned) // the writer's own collectives agree on every part (Checkpoint.Writer)
+            run.waitingOnFiles(() -> write(step, total, saved, state, log));
+        else // the others wait for rank 0 here, not in the next step's all-reduce under the collectives' limit
+            run.together("write checkpoint-" + step + " of " + label, () -> write(step, total, saved, state, log));
     }
 
     private void write(long step, long total, Saved saved, ObjectNode state, MetricsLog log) {

@@ -190,6 +190,30 @@ public final class Stages {
             else work.run();
         }
 
+        /**
+         * Rank 0's file work that every rank waits for (a model save, and at ZeRO stage 3 the gathers around it):
+         * every rank runs {@code work} under the file limit, then the ranks tell each other whether it went well, so
+         * a failure on one stops all of them with its error, instead of leaving the others waiting in a collective.
+         */
+        void together(String what, Runnable work) {
+            waitingOnFiles(() -> {
+                RuntimeException failed = null;
+                try {
+                    work.run();
+                } catch (RuntimeException e) {
+                    failed = e;
+                }
+                if (world() > 1) {
+                    long[] all = comm.allGather(failed == null ? 0 : 1);
+                    for (int r = 0; r < all.length && failed == null; r++)
+                        if (all[r] != 0)
+                            failed = new IllegalStateException("rank " + r + " could not " + what + " (rank " + r
+                                    + " reports why)");
+                }
+                if (failed != null) throw failed;
+            });
+        }
+
         /** The device the stages train on. */
         public Device deviceOrCpu() {
             return device != null ? device : Device.cpu();
@@ -531,12 +555,9 @@ public final class Stages {
                 }
                 log.printf(Locale.ROOT, "step 1 eval: perplexity %.4f on %d samples%n", ppl, eval.size());
                 reportSkips(log, "step 1", steps, opt.skippedSteps(), opt.lastSkipReason());
-                run.waitingOnFiles(() -> {
-                    Checkpoint.whole(opt, () -> {
-                        if (run.writes()) HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
-                    });
-                    run.barrier();
-                });
+                run.together("save " + s.out(), () -> Checkpoint.whole(opt, () -> {
+                    if (run.writes()) HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
+                }));
                 log.printf("step 1 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
                 StageCheckpoints.putDouble(result, "perplexity", ppl);
@@ -662,12 +683,9 @@ public final class Stages {
                 log.printf(Locale.ROOT, "step 2 eval: accuracy %.4f, chosen score %.4f, rejected score %.4f (%d pairs)%n",
                         ev.accuracy(), ev.chosenScore(), ev.rejectedScore(), ev.pairs());
                 reportSkips(log, "step 2", steps, opt.skippedSteps(), opt.lastSkipReason());
-                run.waitingOnFiles(() -> {
-                    Checkpoint.whole(opt, () -> {
-                        if (run.writes()) HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
-                    });
-                    run.barrier();
-                });
+                run.together("save " + s.out(), () -> Checkpoint.whole(opt, () -> {
+                    if (run.writes()) HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
+                }));
                 log.printf("step 2 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
                 StageCheckpoints.putDouble(result, "accuracy", ev.accuracy());
@@ -959,19 +977,18 @@ public final class Stages {
                 reportSkips(log, "step 3", steps, skippedSteps, criticOpt.lastSkipReason() != null
                         ? criticOpt.lastSkipReason() : actorOpt.lastSkipReason());
                 // at ZeRO stage 3 every rank gathers each model around rank 0's save (a collective)
-                run.waitingOnFiles(() -> {
-                    Checkpoint.whole(actorOpt, () -> {
-                        if (run.writes()) HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
-                    });
-                    Checkpoint.whole(criticOpt, () -> {
-                        if (run.writes()) HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
-                    });
-                    if (emaOut != null) {
+                // each save agreed on by itself: a failed one stops every rank before the next one's gathers
+                run.together("save " + actorOut, () -> Checkpoint.whole(actorOpt, () -> {
+                    if (run.writes()) HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
+                }));
+                run.together("save " + criticOut, () -> Checkpoint.whole(criticOpt, () -> {
+                    if (run.writes()) HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
+                }));
+                if (emaOut != null)
+                    run.together("save " + emaOut, () -> {
                         actorOpt.gatherWhole(engine.actorEma().shadow(), emaStore.data()); // a collective at stage 3
                         if (run.writes()) HfModel.save(ema, actorJson, emaOut, s.actor(), DType.F32, SHARD);
-                    }
-                    run.barrier();
-                });
+                    });
             }
             log.printf("step 3 saved %s%n", s.out());
             ObjectNode result = JSON.createObjectNode();

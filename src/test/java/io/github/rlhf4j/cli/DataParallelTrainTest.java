@@ -228,4 +228,28 @@ class DataParallelTrainTest {
             assertEquals(-1, Files.mismatch(whole.resolve(m).resolve("model.safetensors"),
                     cut.resolve(m).resolve("model.safetensors")), m + " differs from the uninterrupted run");
     }
+
+    /**
+     * Rank 0 cannot write step 1's model (a file stands where its parent folder goes): every rank stops with the error,
+     * rank 1 naming rank 0, at once, instead of waiting for rank 0 in a collective until the watchdog's limit.
+     */
+    @Test
+    void aSaveThatFailsOnRankZeroStopsEveryRank() throws Exception {
+        assumeTrue(hasMpirun(), "no mpirun on the PATH");
+        fixtures();
+        Path out = tmp.resolve("blocked");
+        Files.createDirectories(out);
+        Files.writeString(out.resolve("actor-models"), "not a folder");
+        Path log = tmp.resolve("blocked.log");
+        long t0 = System.nanoTime();
+        Process p = startDataParallel(out, log, 2, "--step", "1");
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS), "the job did not stop:\n" + Files.readString(log));
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        String text = Files.readString(log);
+        System.out.printf("DataParallelTrainTest: a failed save on rank 0 stopped the job in %.1f s (exit %d)%n",
+                seconds, p.exitValue());
+        assertTrue(p.exitValue() != 0, text);
+        assertTrue(text.contains("rank 0 could not save"), text);
+        assertTrue(!text.contains("has not completed after"), "stopped by the watchdog, not by the agreement:\n" + text);
+    }
 }
