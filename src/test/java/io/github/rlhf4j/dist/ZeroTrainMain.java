@@ -27,7 +27,8 @@ import java.util.Random;
  * talk over {@link Communicator#forDevice}'s {@link DeviceCommunicator}: device tensors staged through the host, or
  * over NCCL's glue with {@code -Drlhf4j.dist.device_transport=nccl} and NCCL's stand-in (which reduces over MPI).
  *
- * <p>Usage: {@code ZeroTrainMain STAGE STEPS OUT_DIR [cpu|emu]}
+ * <p>Usage: {@code ZeroTrainMain STAGE STEPS OUT_DIR [cpu|emu] [offload]} ({@code offload}: the optimizer's state and
+ * step on the host, ZeRO-Offload, with the model on the emulated device)
  */
 public final class ZeroTrainMain {
     static final int VOCAB = 61, T = 16, GLOBAL_BATCH = 8, EMBD = 32, LAYERS = 2, HEADS = 4;
@@ -56,7 +57,7 @@ public final class ZeroTrainMain {
             }
             try (store;
                  Optimized opt = new Optimized(store, new Optimized.Settings(1e-3, 0.1, LrSchedule.constant(0), 1.0),
-                         comm, stage)) {
+                         comm, stage, args.length > 4 && args[4].equals("offload"))) {
                 model.train(true);
                 int rows = GLOBAL_BATCH / world;
                 long sent0 = 0;

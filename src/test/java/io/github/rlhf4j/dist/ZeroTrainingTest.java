@@ -66,6 +66,7 @@ class ZeroTrainingTest {
         if (mode.equals("emu-nccl")) cmd.add("-D" + DeviceCommunicator.TRANSPORT_PROPERTY + "=nccl");
         cmd.addAll(List.of(main.getName(), Integer.toString(stage), Integer.toString(steps), out.toString(),
                 mode.startsWith("emu") ? "emu" : "cpu"));
+        if (mode.equals("emu-offload")) cmd.add("offload");
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
                 .redirectOutput(tmp.resolve(name + ".log").toFile());
         Map<String, String> env = pb.environment();
@@ -145,9 +146,19 @@ class ZeroTrainingTest {
                     transport);
             assertLikeOneProcess(one, out, 2, stage, " (emulated GPU, " + mode + ")");
         }
+        // stage 3 with ZeRO-Offload: each rank's optimizer partition and its step on the host; the device holds
+        // only the partitioned parameters and gradients between steps
+        Path offloaded = run(ZeroTrainMain.class, 2, 3, steps, "emu-offload");
+        assertLikeOneProcess(one, offloaded, 2, 3, " (emulated GPU, stage 3 + offload)", true);
     }
 
     private static void assertLikeOneProcess(Path one, Path out, int ranks, int stage, String where) throws Exception {
+        assertLikeOneProcess(one, out, ranks, stage, where, false);
+    }
+
+    /** {@code offloaded}: the optimizer state is in host memory, not in the device memory measured at rest. */
+    private static void assertLikeOneProcess(Path one, Path out, int ranks, int stage, String where,
+                                             boolean offloaded) throws Exception {
         float[] single = weights(one);
         long baseline = figures(one).get("live");
         float[] w = weights(out);
@@ -177,14 +188,14 @@ class ZeroTrainingTest {
         // model states at rest against the partitioner's plan for this very layout (fp32 weights and
         // gradients, two fp32 moments): stage 1 optimizer / N, stage 2 + gradients / N, stage 3 + parameters / N
         ZeroPlan.Memory plan = new ZeroPlan(cuts, ranks, 4).memoryPerRank(stage, 4, 4, 8);
-        long live = f.get("live");
+        long live = f.get("live"), planned = plan.total() - (offloaded ? plan.optimizerBytes() : 0);
         System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest %d ranks, stage %d%s: model states held at "
-                + "rest %,d bytes (plan: %,d parameters + %,d gradients + %,d optimizer = %,d; one process %,d)%n",
+                + "rest %,d bytes (plan: %,d parameters + %,d gradients + %,d optimizer%s = %,d; one process %,d)%n",
                 ranks, stage, where, live, plan.parameterBytes(), plan.gradientBytes(), plan.optimizerBytes(),
-                plan.total(), baseline);
+                offloaded ? " on the host" : "", planned, baseline);
         // within 8 KiB: the pool's 512-byte size classes and a few scalars; the moments cover no padding
-        assertTrue(Math.abs(live - plan.total()) <= 8192, ranks + " ranks, stage " + stage + ": " + live
-                + " bytes held, the plan says " + plan.total());
+        assertTrue(Math.abs(live - planned) <= 8192, ranks + " ranks, stage " + stage + where + ": " + live
+                + " bytes held, the plan says " + planned);
         // the paper's volume, less (stage 3) the second gather of the embeddings and head we do not do, within
         // the 8-byte norm and rounding
         long prePost = 4 * ((cuts[1] - cuts[0]) + (cuts[cuts.length - 1] - cuts[cuts.length - 2]));
