@@ -99,6 +99,33 @@ public interface Communicator extends AutoCloseable {
         work.run();
     }
 
+    /**
+     * Runs this rank's part of a step that may fail on some ranks only (writing a file), then the ranks tell each
+     * other how it went (one all-gather): a failure anywhere throws on every rank, its own error where it happened
+     * and elsewhere a {@link PeerFailed} that names the first rank at fault and says that {@code what} failed there.
+     * So no rank is left waiting in a collective that a failed rank never reaches.
+     */
+    default void agree(String what, Runnable work) {
+        RuntimeException failed = null;
+        try {
+            work.run();
+        } catch (RuntimeException e) {
+            failed = e;
+        }
+        long[] all = allGather(failed == null ? 0 : 1);
+        for (int r = 0; r < all.length && failed == null; r++)
+            if (all[r] != 0)
+                failed = new PeerFailed("rank " + r + " could not " + what + " (rank " + r + " reports why)");
+        if (failed != null) throw failed;
+    }
+
+    /** What {@link #agree} throws on the ranks where the work went well, when it failed on another. */
+    final class PeerFailed extends IllegalStateException {
+        public PeerFailed(String message) {
+            super(message);
+        }
+    }
+
     /** Whether this communicator moves tensors that live on {@code device} (a world of one moves any). */
     default boolean reaches(io.github.rlhf4j.runtime.Device device) {
         return true;

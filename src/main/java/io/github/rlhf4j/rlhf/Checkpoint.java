@@ -619,20 +619,15 @@ public final class Checkpoint {
          * failure on any rank throws on every rank (its own error where it happened, a line naming it elsewhere).
          */
         private void agree(String what, Runnable work) {
-            RuntimeException failed = null;
-            try {
+            if (comm == null) {
                 work.run();
-            } catch (RuntimeException e) {
-                failed = e;
+                return;
             }
-            if (comm != null) {
-                long[] all = comm.allGather(failed == null ? 0 : 1);
-                for (int r = 0; r < all.length && failed == null; r++)
-                    if (all[r] != 0)
-                        failed = new IllegalStateException("checkpoint " + step + ": rank " + r + " could not " + what
-                                + " (rank " + r + " reports why); the checkpoint is not kept");
+            try {
+                comm.agree(what + " for checkpoint " + step, work);
+            } catch (io.github.rlhf4j.dist.Communicator.PeerFailed e) {
+                throw new IllegalStateException(e.getMessage() + "; the checkpoint is not kept", e);
             }
-            if (failed != null) throw failed;
         }
 
         /** Removes the half-written folder unless it was committed (rank 0's: it made the folder). */

@@ -196,22 +196,8 @@ public final class Stages {
          * a failure on one stops all of them with its error, instead of leaving the others waiting in a collective.
          */
         void together(String what, Runnable work) {
-            waitingOnFiles(() -> {
-                RuntimeException failed = null;
-                try {
-                    work.run();
-                } catch (RuntimeException e) {
-                    failed = e;
-                }
-                if (world() > 1) {
-                    long[] all = comm.allGather(failed == null ? 0 : 1);
-                    for (int r = 0; r < all.length && failed == null; r++)
-                        if (all[r] != 0)
-                            failed = new IllegalStateException("rank " + r + " could not " + what + " (rank " + r
-                                    + " reports why)");
-                }
-                if (failed != null) throw failed;
-            });
+            if (world() > 1) comm.waitingOnFiles(() -> comm.agree(what, work));
+            else work.run();
         }
 
         /** The device the stages train on. */
