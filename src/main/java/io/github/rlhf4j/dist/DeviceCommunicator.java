@@ -124,14 +124,14 @@ public final class DeviceCommunicator extends BaseCommunicator {
     @Override
     void doReduceScatter(Tensor in, Tensor out, ReduceOp op) {
         if (in.device().isCpu() && out.device().isCpu()) mpi.reduceScatter(in, out, op);
-        else if (nccl != null) nccl.reduceScatter(in, out, op);
+        else if (nccl != null && in.device() == out.device()) nccl.reduceScatter(in, out, op);
         else onHost(in, out, (hostIn, hostOut) -> mpi.reduceScatter(hostIn, hostOut, op));
     }
 
     @Override
     void doAllGather(Tensor shard, Tensor out) {
         if (shard.device().isCpu() && out.device().isCpu()) mpi.allGather(shard, out);
-        else if (nccl != null) nccl.allGather(shard, out);
+        else if (nccl != null && shard.device() == out.device()) nccl.allGather(shard, out);
         else onHost(shard, out, mpi::allGather);
     }
 
@@ -144,7 +144,8 @@ public final class DeviceCommunicator extends BaseCommunicator {
 
     /**
      * Host staging: {@code op} runs over MPI on host copies of {@code in} and {@code out} (one copy when they are the
-     * same tensor, an in-place call), and out's copy is put back.
+     * same tensor, an in-place call), and out's copy is put back. Also the way for a pair on two devices (a host
+     * partition gathered into device memory), which NCCL cannot take.
      */
     private static void onHost(Tensor in, Tensor out, java.util.function.BiConsumer<Tensor, Tensor> op) {
         try (Scope s = Scope.open(Device.cpu())) {

@@ -82,13 +82,16 @@ class MpiCommunicatorTest {
 
     @Test
     void fourRanksAgreeOnEveryCollective() throws Exception {
-        Job job = Job.start(4, List.of(), List.of(), "collectives", Map.of());
+        // with the emulated CUDA device: DeviceCommunicator's staged collectives too
+        Job job = Job.start(4, List.of(), List.of("-Drlhf4j.emu.dir="
+                + io.github.rlhf4j.kernels.Emulated.folder().toAbsolutePath()), "collectives", Map.of());
         int code = job.finish(120);
         String out = job.output();
         System.out.printf("MpiCommunicatorTest: 4 ranks: %.1f s%n", job.seconds());
         assertEquals(0, code, out);
         for (int r = 0; r < 4; r++) {
             assertTrue(out.contains("rank " + r + ": OK ("), "rank " + r + " checks\n" + out);
+            assertTrue(out.contains("rank " + r + ": device collectives OK"), "rank " + r + " device checks\n" + out);
             assertTrue(out.contains("rank " + r + ": closed"), "rank " + r + " after close\n" + out);
         }
         assertTrue(!out.contains("FAIL"), out);

@@ -1,6 +1,7 @@
 package io.github.rlhf4j.dist;
 
 import io.github.rlhf4j.runtime.DType;
+import io.github.rlhf4j.runtime.Device;
 import io.github.rlhf4j.runtime.NativeException;
 import io.github.rlhf4j.tensor.Scope;
 import io.github.rlhf4j.tensor.Tensor;
@@ -16,7 +17,8 @@ import java.util.List;
  *
  * <p>Scenarios (first argument):
  * <ul>
- *   <li>{@code collectives}: the checks, then a clean close;
+ *   <li>{@code collectives}: the checks (with {@code -Drlhf4j.emu.dir}, also {@link DeviceCommunicator}'s on the
+ *       emulated CUDA device), then a clean close;
  *   <li>{@code kill}: the checks, then rank 1 prints its pid and sleeps while rank 0 waits in an all-reduce, for the
  *       test to kill rank 1 with SIGKILL;
  *   <li>{@code watchdog}: (3 ranks, under {@code mpirun --enable-recovery}, which does not end the job when a rank
@@ -52,6 +54,7 @@ public final class MpiRankMain {
             switch (scenario) {
                 case "collectives" -> {
                     m.all();
+                    if (System.getProperty("rlhf4j.emu.dir") != null) m.deviceCollectives();
                     m.ok();
                     comm.close();
                     m.closedIsRefused();
@@ -317,6 +320,61 @@ public final class MpiRankMain {
             for (int r = 0; r < n; r++) s += f32Input(r, rank * k + j);
             return s;
         }), toDoubles(own.toFloatArray()), "ring reduceScatter f32 in place, two pieces a block");
+    }
+
+    /**
+     * {@link DeviceCommunicator} over this MPI world with tensors on the emulated CUDA device (device tensors staged
+     * through the host): device to device, a host shard gathered into device memory, a device buffer reduce-scattered
+     * into a host partition, a broadcast, and a host tensor going straight over MPI; each counted once.
+     */
+    private void deviceCollectives() {
+        Device dev = io.github.rlhf4j.kernels.Emulated.get().device();
+        DeviceCommunicator dc = DeviceCommunicator.open((MpiCommunicator) comm, dev); // not closed: MPI is comm's
+        check(dc.transport().startsWith("device tensors staged through host memory") && !dc.usesNccl(), dc.transport());
+        check(dc.reaches(dev) && dc.reaches(Device.cpu()), "reaches the device and the host");
+        try (Scope s = Scope.open(dev)) {
+            int count = 1000;
+            Tensor x = Tensor.of(floats(count, i -> f32Input(rank, i)));
+            check(x.device() == dev, "the test tensor is on the device");
+            dc.allReduce(x);
+            same(doubles(count, i -> {
+                double v = 0;
+                for (int r = 0; r < n; r++) v += f32Input(r, i);
+                return v;
+            }), toDoubles(x.toFloatArray()), "device allReduce f32");
+
+            int k = 257;
+            double[] partSum = doubles(k, j -> {
+                double v = 0;
+                for (int r = 0; r < n; r++) v += f32Input(r, rank * k + j);
+                return v;
+            });
+            Tensor flat = Tensor.of(floats(n * k, i -> f32Input(rank, i)));
+            Tensor own = flat.slice(0, rank * k, (rank + 1) * k);
+            dc.reduceScatter(flat, own);
+            same(partSum, toDoubles(own.toFloatArray()), "device reduceScatter in place");
+            Tensor flat2 = Tensor.of(floats(n * k, i -> f32Input(rank, i)));
+            Tensor hostPart;
+            try (Scope h = Scope.open(Device.cpu())) {
+                hostPart = h.zeros(DType.F32, k);
+                dc.reduceScatter(flat2, hostPart);
+                same(partSum, toDoubles(hostPart.toFloatArray()), "device buffer reduce-scattered into a host partition");
+                Tensor hostShard = Tensor.of(floats(k, j -> f32Input(rank, j) + 100 * rank));
+                Tensor whole = s.zeros(DType.F32, n * k);
+                dc.allGather(hostShard, whole);
+                same(doubles(n * k, i -> f32Input(i / k, i % k) + 100 * (i / k)), toDoubles(whole.toFloatArray()),
+                        "host shard gathered into device memory");
+                Tensor hostSum = Tensor.of(new double[] {rank + 1});
+                dc.allReduce(hostSum);
+                same(new double[] {n * (n + 1) / 2.0}, hostSum.toDoubleArray(), "host value through MPI");
+            }
+            Tensor bc = Tensor.ofInts(new int[] {rank == 1 ? 7 : -1, rank == 1 ? 8 : -1});
+            dc.broadcast(bc, 1);
+            same(new double[] {7, 8}, toDoubles(bc.toIntArray()), "device broadcast from rank 1");
+        }
+        check(dc.bytesMoved().calls(Collective.ALL_REDUCE) == 2 && dc.bytesMoved().calls(Collective.REDUCE_SCATTER) == 2
+                && dc.bytesMoved().calls(Collective.ALL_GATHER) == 1, "each call counted once: " + dc.bytesMoved());
+        System.out.println("rank " + rank + ": device collectives OK");
     }
 
     private void allGather() {
