@@ -58,4 +58,25 @@ class CommunicatorTest {
         // exact where size x 2 (N-1) would overflow a long: 2^62 x 6/4
         assertEquals(6_917_529_027_641_081_856L, Traffic.volume(Collective.ALL_REDUCE, 1L << 62, 4));
     }
+
+    /**
+     * A world of one keeps its communicator on any device (nothing to move), and {@link Communicator#agree} hands back
+     * this rank's own failure as it was, not a {@link Communicator.PeerFailed}, which is for the ranks where the work
+     * went well (the multi-rank case: DataParallelTrainTest.aSaveThatFailsOnRankZeroStopsEveryRank).
+     */
+    @Test
+    void aWorldOfOneNeedsNoDeviceCommunicatorAndAgreesWithItself() {
+        SingleProcess one = new SingleProcess();
+        io.github.rlhf4j.runtime.Device emu = io.github.rlhf4j.kernels.Emulated.get().device();
+        assertTrue(Communicator.forDevice(one, emu) == one, "a world of one moves nothing");
+        assertTrue(Communicator.forDevice(one, io.github.rlhf4j.runtime.Device.cpu()) == one);
+        int[] ran = {0};
+        one.agree("count", () -> ran[0]++);
+        assertEquals(1, ran[0]);
+        var own = new java.io.UncheckedIOException(new java.io.IOException("disk full"));
+        var e = assertThrows(java.io.UncheckedIOException.class, () -> one.agree("save", () -> {
+            throw own;
+        }));
+        assertTrue(e == own, "this rank's own error, as it was");
+    }
 }
