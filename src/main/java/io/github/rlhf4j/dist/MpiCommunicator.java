@@ -67,15 +67,18 @@ public final class MpiCommunicator extends BaseCommunicator {
     /** -1 (the shim then reads RLHF4J_DIST_TIMEOUT, else 60 s) unless the system property names a limit. */
     private static double configuredTimeoutSeconds() {
         String v = System.getProperty(TIMEOUT_PROPERTY);
-        if (v == null || v.isBlank()) return -1;
+        return v == null || v.isBlank() ? -1 : seconds("-D" + TIMEOUT_PROPERTY, v);
+    }
+
+    /** {@code v}, set by {@code from}, as a limit in seconds, or an error naming {@code from}. */
+    private static double seconds(String from, String v) {
         try {
             double s = Double.parseDouble(v.trim());
             if (s >= 0 && Double.isFinite(s)) return s;
         } catch (NumberFormatException e) {
             // reported below
         }
-        throw new IllegalArgumentException("-D" + TIMEOUT_PROPERTY + "=" + v + ": expected seconds >= 0 (0 disables "
-                + "the watchdog)");
+        throw new IllegalArgumentException(from + "=" + v + ": expected seconds >= 0 (0 disables the watchdog)");
     }
 
     /** Changes the watchdog's limit for every call from now on ({@link Duration#ZERO} disables it). */
@@ -87,39 +90,31 @@ public final class MpiCommunicator extends BaseCommunicator {
     /** The system property of the watchdog's limit while ranks wait on files ({@link #waitingOnFiles}), seconds. */
     public static final String IO_TIMEOUT_PROPERTY = "rlhf4j.dist.io_timeout";
 
-    private double timeoutSeconds = -1; // -1: the configured limit (the property, else the environment, else 60 s)
+    // the collectives' limit as last set (-1: the shim's default, RLHF4J_DIST_TIMEOUT else 60 s), and the file limit
+    private double timeoutSeconds = configuredTimeoutSeconds();
+    private final double ioTimeoutSeconds = ioTimeoutSeconds();
     private int filesDepth;
 
     @Override
     public void waitingOnFiles(Runnable work) {
         synchronized (this) {
-            if (filesDepth++ == 0) abi.setTimeout(ioTimeoutSeconds());
+            if (filesDepth++ == 0) abi.setTimeout(ioTimeoutSeconds);
         }
         try {
             work.run();
         } finally {
             synchronized (this) {
-                if (--filesDepth == 0) abi.setTimeout(timeoutSeconds < 0 ? configuredTimeoutSeconds() : timeoutSeconds);
+                if (--filesDepth == 0) abi.setTimeout(timeoutSeconds);
             }
         }
     }
 
     /** The file limit: the property, else RLHF4J_DIST_IO_TIMEOUT, else an hour; 0 disables the watchdog. */
-    static double ioTimeoutSeconds() {
+    private static double ioTimeoutSeconds() {
         String v = System.getProperty(IO_TIMEOUT_PROPERTY);
-        String from = "-D" + IO_TIMEOUT_PROPERTY;
-        if (v == null || v.isBlank()) {
-            v = System.getenv("RLHF4J_DIST_IO_TIMEOUT");
-            from = "RLHF4J_DIST_IO_TIMEOUT";
-        }
-        if (v == null || v.isBlank()) return 3600;
-        try {
-            double s = Double.parseDouble(v.trim());
-            if (s >= 0 && Double.isFinite(s)) return s;
-        } catch (NumberFormatException e) {
-            // reported below
-        }
-        throw new IllegalArgumentException(from + "=" + v + ": expected seconds >= 0 (0 disables the watchdog)");
+        if (v != null && !v.isBlank()) return seconds("-D" + IO_TIMEOUT_PROPERTY, v);
+        v = System.getenv("RLHF4J_DIST_IO_TIMEOUT");
+        return v != null && !v.isBlank() ? seconds("RLHF4J_DIST_IO_TIMEOUT", v) : 3600;
     }
 
     /** The number of ranks on this node. */
