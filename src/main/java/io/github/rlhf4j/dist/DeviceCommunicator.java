@@ -150,7 +150,7 @@ public final class DeviceCommunicator extends BaseCommunicator {
     private static void onHost(Tensor in, Tensor out, java.util.function.BiConsumer<Tensor, Tensor> op) {
         try (Scope s = Scope.open(Device.cpu())) {
             Tensor hostIn = down(s, in);
-            Tensor hostOut = in == out ? hostIn : s.empty(out.dtype(), (int) out.numel());
+            Tensor hostOut = in == out ? hostIn : s.empty(out.dtype(), out.shape());
             op.accept(hostIn, hostOut);
             up(hostOut, out);
         }
@@ -159,7 +159,7 @@ public final class DeviceCommunicator extends BaseCommunicator {
     /** A host copy of {@code t} (a CPU tensor is its own). */
     private static Tensor down(Scope s, Tensor t) {
         if (t.device().isCpu()) return t;
-        Tensor host = s.empty(t.dtype(), (int) t.numel());
+        Tensor host = s.empty(t.dtype(), t.shape());
         long bytes = t.numel() * t.dtype().size;
         t.device().abi().memcpy(t.device().stream(), host.address(), t.address(), bytes, 1);
         t.device().synchronize();

@@ -77,7 +77,7 @@ public final class ShardedStore implements AutoCloseable {
         this.reduced = new boolean[groups];
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             if (store.isTrainable()) {
-                partGrad = scope.zeros(DType.F32, (int) partOffset[groups]);
+                partGrad = scope.flatZeros(DType.F32, partOffset[groups]);
                 gradGroups = new Tensor[groups];
                 for (int g = 0; g < groups; g++) gradGroups[g] = scope.evictable(DType.F32, length(g), t -> t.fill(0));
             } else {
@@ -85,7 +85,7 @@ public final class ShardedStore implements AutoCloseable {
                 gradGroups = null;
             }
             if (stage == 3) {
-                partData = scope.empty(DType.F32, (int) partOffset[groups]);
+                partData = scope.flat(DType.F32, partOffset[groups]);
                 for (int g = 0; g < groups; g++) partData(g).copyFromTensor(ownSlice(store.data(), g), false);
                 dataGroups = new Tensor[groups];
                 for (int g = 0; g < groups; g++) {
@@ -102,21 +102,25 @@ public final class ShardedStore implements AutoCloseable {
     }
 
     private int length(int g) {
-        return (int) (bounds[g + 1] - bounds[g]);
+        long n = bounds[g + 1] - bounds[g];
+        if (n > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("layer group " + g + " has " + n + " elements; ZeRO gathers a group "
+                    + "whole, and one may hold at most 2^31 - 1");
+        return (int) n;
     }
 
     /** This rank's slice of group g within {@code groupOrFlat}, a whole flat buffer. */
     private Tensor ownSlice(Tensor flat, int g) {
         long part = (bounds[g + 1] - bounds[g]) / world, start = bounds[g] + rank * part;
-        return flat.slice(0, (int) start, (int) (start + part));
+        return flat.flatRange(start, start + part);
     }
 
     private Tensor partData(int g) {
-        return partData.slice(0, (int) partOffset[g], (int) partOffset[g + 1]);
+        return partData.flatRange(partOffset[g], partOffset[g + 1]);
     }
 
     private Tensor partGrad(int g) {
-        return partGrad.slice(0, (int) partOffset[g], (int) partOffset[g + 1]);
+        return partGrad.flatRange(partOffset[g], partOffset[g + 1]);
     }
 
     private void hookLayers(Module root) {
@@ -177,7 +181,7 @@ public final class ShardedStore implements AutoCloseable {
             if (!reduced[g]) {
                 comm.reduceScatter(whole, partGrad(g));
             } else { // a second backward before the step (gradient accumulation): add to what is there
-                Tensor tmp = s.empty(DType.F32, (int) (partOffset[g + 1] - partOffset[g]));
+                Tensor tmp = s.flat(DType.F32, partOffset[g + 1] - partOffset[g]);
                 comm.reduceScatter(whole, tmp);
                 io.github.rlhf4j.tensor.InPlace.axpby(1, tmp, 1, partGrad(g));
             }
@@ -231,14 +235,13 @@ public final class ShardedStore implements AutoCloseable {
     /** Every rank's partition laid out like {@link #partitionData} ({@code partition}), whole into {@code whole}. */
     public void gatherPartition(Tensor partition, Tensor whole) {
         for (int g = 0; g < bounds.length - 1; g++)
-            comm.allGather(partition.slice(0, (int) partOffset[g], (int) partOffset[g + 1]),
-                    whole.slice(0, (int) bounds[g], (int) bounds[g + 1]));
+            comm.allGather(partition.flatRange(partOffset[g], partOffset[g + 1]), whole.flatRange(bounds[g], bounds[g + 1]));
     }
 
     /** This rank's slices of {@code whole} (the store's layout) into {@code partition}. */
     public void takePartition(Tensor whole, Tensor partition) {
         for (int g = 0; g < bounds.length - 1; g++)
-            partition.slice(0, (int) partOffset[g], (int) partOffset[g + 1]).copyFromTensor(ownSlice(whole, g), false);
+            partition.flatRange(partOffset[g], partOffset[g + 1]).copyFromTensor(ownSlice(whole, g), false);
     }
 
     /** This rank's slice of every group's summed gradient, end to end. */
@@ -292,6 +295,21 @@ public final class ShardedStore implements AutoCloseable {
             closed[0] = true;
             if (--pinned == 0) for (Tensor t : dataGroups) t.evict();
         };
+    }
+
+    /**
+     * Stage 3, inside {@link #gathered}: this rank's slice of every gathered group, as it is now (a load wrote into
+     * the whole parameters), into its partition, so it outlives the guard. Stage 2 keeps them whole: nothing to do.
+     */
+    public void keepGathered() {
+        if (dataGroups == null) return;
+        if (pinned == 0) throw new IllegalStateException("keepGathered: the parameters are not gathered (gathered())");
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (int g = 0; g < dataGroups.length; g++) {
+                long part = length(g) / world;
+                partData(g).copyFromTensor(dataGroups[g].flatRange(rank * part, (rank + 1) * part), false);
+            }
+        }
     }
 
     /** A guard that keeps the parameters whole while open; closing throws nothing. */

@@ -207,6 +207,19 @@ public final class Safetensors implements AutoCloseable {
     }
 
     /**
+     * Copies tensor {@code name} into the flat buffer {@code dst} with as many elements, whatever either's shape: a
+     * flat buffer is 1-d, or kept in rows past 2^31 elements ({@link Tensor#flatShape}), and a file written one way
+     * reads the other.
+     */
+    public void readFlat(String name, Tensor dst) {
+        Entry e = entry(name);
+        if (e.numel() != dst.numel())
+            throw new ModelFormatException(file + ": tensor '" + name + "' has " + e.numel() + " elements but "
+                    + dst.numel() + " are expected");
+        readSlice(name, 0, dst);
+    }
+
+    /**
      * Copies elements [{@code from}, {@code from + dst.numel()}) of tensor {@code name}, in its row-major order, into
      * contiguous {@code dst} (converted to dst's dtype): a part of a tensor without reading the rest, as a ZeRO rank
      * takes its slice of a whole optimizer buffer.

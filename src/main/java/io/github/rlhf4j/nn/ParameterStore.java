@@ -121,12 +121,9 @@ public final class ParameterStore implements AutoCloseable {
         }
         offset = (offset + flatMultiple - 1) / flatMultiple * flatMultiple;
         if (offset > cuts.getLast()) cuts.add(offset);
-        if (offset > Integer.MAX_VALUE)
-            throw new IllegalArgumentException("model has " + offset + " parameter slots; more than 2^31 per store "
-                    + "is not supported yet");
         Scope scope = Scope.detached(device);
-        Tensor data = scope.zeros(dtype, (int) offset);
-        Tensor grad = trainable ? scope.zeros(dtype, (int) offset) : null;
+        Tensor data = scope.flatZeros(dtype, offset);
+        Tensor grad = trainable ? scope.flatZeros(dtype, offset) : null;
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             for (Entry e : entries) {
                 Parameter p = e.parameter();
@@ -180,8 +177,10 @@ public final class ParameterStore implements AutoCloseable {
     }
 
     private static Tensor view(Tensor flat, Entry e, long base) {
-        int s = (int) (e.offset() - base);
-        return flat.slice(0, s, s + (int) e.numel()).reshape(e.parameter().shape());
+        if (e.numel() > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("parameter " + e.name() + " has " + e.numel() + " elements; one "
+                    + "parameter may hold at most 2^31 - 1 (a store may hold more)");
+        return flat.flatView(e.offset() - base, (int) e.numel()).reshape(e.parameter().shape());
     }
 
     private static void initialise(Tensor t, Init init, long seed, long offset) {
@@ -195,7 +194,10 @@ public final class ParameterStore implements AutoCloseable {
         }
     }
 
-    /** All parameter values, flat (gaps included). */
+    /**
+     * All parameter values, flat (gaps included): 1-d, or past 2^31 elements rows of 64 ({@link Tensor#flatShape});
+     * cut it with {@link Tensor#flatRange}.
+     */
     public Tensor data() {
         if (data == null)
             throw new IllegalStateException("this store's parameters are partitioned (" + regroupedBy + "): no rank "
@@ -278,12 +280,12 @@ public final class ParameterStore implements AutoCloseable {
 
     /** Group g's values: a slice of the flat buffer, or its own buffer once {@link #regroup regrouped}. */
     public Tensor groupData(int g) {
-        return dataGroups != null ? dataGroups[g] : data().slice(0, (int) boundaries[g], (int) boundaries[g + 1]);
+        return dataGroups != null ? dataGroups[g] : data().flatRange(boundaries[g], boundaries[g + 1]);
     }
 
     /** Group g's gradients, likewise. */
     public Tensor groupGrad(int g) {
-        return gradGroups != null ? gradGroups[g] : grad().slice(0, (int) boundaries[g], (int) boundaries[g + 1]);
+        return gradGroups != null ? gradGroups[g] : grad().flatRange(boundaries[g], boundaries[g + 1]);
     }
 
     public List<Entry> entries() {

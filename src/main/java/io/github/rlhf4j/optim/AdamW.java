@@ -69,8 +69,8 @@ public final class AdamW implements AutoCloseable {
         Scope sc = null;
         for (Group g : groups) {
             if (sc == null) sc = Scope.detached(g.params().device());
-            moments.add(new Tensor[] {sc.zeros(DType.F32, (int) g.params().numel()),
-                    sc.zeros(DType.F32, (int) g.params().numel())});
+            moments.add(new Tensor[] {sc.flatZeros(DType.F32, g.params().numel()),
+                    sc.flatZeros(DType.F32, g.params().numel())});
         }
         this.scope = sc;
     }
@@ -134,8 +134,7 @@ public final class AdamW implements AutoCloseable {
                                   double ownLr) {
         List<Group> groups = new ArrayList<>();
         for (ParameterStore.Range r : ranges) {
-            int s = (int) r.start(), e = (int) r.end();
-            groups.add(new Group(store.data().slice(0, s, e), store.grad().slice(0, s, e),
+            groups.add(new Group(store.data().flatRange(r.start(), r.end()), store.grad().flatRange(r.start(), r.end()),
                     r.decay() ? config.weightDecay() : 0.0, r.ownLr() ? ownLr : Double.NaN));
         }
         return new AdamW(groups, config);

@@ -258,17 +258,9 @@ public final class Checkpoint {
             loadModel(name, model);
             return;
         }
-        io.github.rlhf4j.nn.ParameterStore store = owner.store();
-        try (var whole = owner.gathered(); Scope s = Scope.open(store.device());
-             Autograd.NoGrad ignored = Autograd.noGrad()) {
+        try (var whole = owner.gathered(); Autograd.NoGrad ignored = Autograd.noGrad()) {
             loadModel(name, model);
-            // the gathered values are given back when the guard closes: copy them out in the store's layout first
-            Tensor flat = s.zeros(DType.F32, Math.toIntExact(store.flatSize()));
-            for (io.github.rlhf4j.nn.ParameterStore.Entry e : store.entries()) {
-                int at = Math.toIntExact(e.offset()), n = Math.toIntExact(e.numel());
-                flat.slice(0, at, at + n).copyFromTensor(e.parameter().value().reshape(n), false);
-            }
-            owner.scatterWhole(flat, owner.emaSource());
+            owner.keepGathered(); // the gathered values are given back when the guard closes
         }
     }
 

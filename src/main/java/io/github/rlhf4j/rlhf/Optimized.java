@@ -97,10 +97,10 @@ public final class Optimized implements AutoCloseable {
             this.optimizerRanges = AdamW.clip(AdamW.dsChatRanges(store), own[0], own[1]);
             java.util.List<AdamW.Group> groups = new java.util.ArrayList<>();
             for (ParameterStore.Range r : optimizerRanges) {
-                int p = (int) sharded.partitionIndex(r.start()), n = (int) (r.end() - r.start());
-                Tensor params = zeroStage == 3 ? sharded.partitionData().slice(0, p, p + n)
-                        : store.data().slice(0, (int) r.start(), (int) r.end());
-                groups.add(new AdamW.Group(params, sharded.partitionGrad().slice(0, p, p + n),
+                long p = sharded.partitionIndex(r.start()), n = r.end() - r.start();
+                Tensor params = zeroStage == 3 ? sharded.partitionData().flatRange(p, p + n)
+                        : store.data().flatRange(r.start(), r.end());
+                groups.add(new AdamW.Group(params, sharded.partitionGrad().flatRange(p, p + n),
                         r.decay() ? config.weightDecay() : 0.0, r.ownLr() ? settings.loraLr() : Double.NaN));
             }
             this.adamw = new AdamW(groups, config);
@@ -190,6 +190,15 @@ public final class Optimized implements AutoCloseable {
     }
 
     /**
+     * Inside {@link #gathered} at ZeRO stage 3: this rank's slices of the parameters, as they are now (a checkpoint
+     * loaded into them), into its partition, so they outlive the guard. Elsewhere the parameters are the store's
+     * own and there is nothing to do.
+     */
+    public void keepGathered() {
+        if (sharded != null) sharded.keepGathered();
+    }
+
+    /**
      * ZeRO-Offload's optimizer side: host copies of every AdamW group's weights (the fp32 masters) and gradients,
      * an AdamW over them, and the device groups they mirror.
      */
@@ -203,9 +212,9 @@ public final class Optimized implements AutoCloseable {
         java.util.List<AdamW.Group> host = new java.util.ArrayList<>();
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             for (AdamW.Group g : adamw.groups()) {
-                Tensor p = scope.empty(DType.F32, (int) g.params().numel());
+                Tensor p = scope.flat(DType.F32, g.params().numel());
                 g.params().copyToHost(segment(p), DType.F32);
-                host.add(new AdamW.Group(p, scope.zeros(DType.F32, (int) g.grads().numel()), g.weightDecay(), g.lr()));
+                host.add(new AdamW.Group(p, scope.flatZeros(DType.F32, g.grads().numel()), g.weightDecay(), g.lr()));
             }
         }
         AdamW onDevice = adamw;
@@ -387,7 +396,7 @@ public final class Optimized implements AutoCloseable {
                 comm.allReduce(grad);
                 return InPlace.sumOfSquares(grad);
             }
-            Tensor mine = grad.slice(0, (int) sliceStart, (int) sliceEnd);
+            Tensor mine = grad.flatRange(sliceStart, sliceEnd);
             comm.reduceScatter(grad, mine);
             Tensor sq = Tensor.of(new double[] {InPlace.sumOfSquares(mine)});
             comm.allReduce(sq);
@@ -399,7 +408,7 @@ public final class Optimized implements AutoCloseable {
     private void gatherWeights() {
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             Tensor data = store.data();
-            comm.allGather(data.slice(0, (int) sliceStart, (int) sliceEnd), data);
+            comm.allGather(data.flatRange(sliceStart, sliceEnd), data);
         }
     }
 
@@ -412,12 +421,15 @@ public final class Optimized implements AutoCloseable {
 
     /** The name of the first parameter whose gradient has a NaN or Inf (a host copy: only on the failure path). */
     private String firstNonFinite() {
-        if (sharded != null) { // the whole gradients are gone: look in this rank's summed slice
-            double[] g = sharded.partitionGrad().toDoubleArray();
+        if (sharded != null) { // the whole gradients are gone: look in this rank's summed slice, a parameter at a time
+            long[][] own = sharded.ownedRanges();
             for (ParameterStore.Entry e : store.entries())
-                for (long o = e.offset(); o < e.offset() + e.numel(); o++) {
-                    long i = sharded.partitionIndex(o);
-                    if (i >= 0 && !Double.isFinite(g[(int) i])) return e.name() + " (in rank " + comm.rank() + "'s slice)";
+                for (int k = 0; k < own[0].length; k++) {
+                    long s = Math.max(e.offset(), own[0][k]), t = Math.min(e.offset() + e.numel(), own[1][k]);
+                    if (s >= t) continue;
+                    long i = sharded.partitionIndex(s);
+                    for (double g : sharded.partitionGrad().flatView(i, (int) (t - s)).toDoubleArray())
+                        if (!Double.isFinite(g)) return e.name() + " (in rank " + comm.rank() + "'s slice)";
                 }
             return "none in rank " + comm.rank() + "'s slice";
         }

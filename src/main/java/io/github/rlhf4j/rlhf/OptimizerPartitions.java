@@ -379,8 +379,8 @@ final class OptimizerPartitions {
         try (Safetensors st = Safetensors.open(checkpoint.resolve(mine.file()))) {
             for (int i = 0; i < mine.pieces().size(); i++) {
                 Tensor[] mv = opt.adamw().moments(i);
-                st.read("exp_avg." + i, mv[0]);
-                st.read("exp_avg_sq." + i, mv[1]);
+                st.readFlat("exp_avg." + i, mv[0]);
+                st.readFlat("exp_avg_sq." + i, mv[1]);
             }
         }
     }
@@ -446,12 +446,13 @@ final class OptimizerPartitions {
             for (Partition p : m.ranks()) files.add(Safetensors.open(checkpoint.resolve(p.file())));
             // the writer takes each tensor's shape from the map and its bytes from the function below: a stride-0
             // view stands in for a group until its turn, so only one whole group is ever allocated
-            Tensor one = s.zeros(DType.F32, 1);
+            Tensor[] one = {s.zeros(DType.F32, 1), s.zeros(DType.F32, 1, 1)}; // for 1-d moments and rows past 2^31
             Map<String, Tensor> shapes = new LinkedHashMap<>();
             Map<String, Integer> groupOf = new LinkedHashMap<>();
             for (int g = 0; g < m.groups().size(); g++)
                 for (String mo : MOMENTS) {
-                    shapes.put(mo + "." + g, one.expand(Math.toIntExact(m.groups().get(g)[1] - m.groups().get(g)[0])));
+                    int[] shape = Tensor.flatShape(m.groups().get(g)[1] - m.groups().get(g)[0]);
+                    shapes.put(mo + "." + g, one[shape.length - 1].expand(shape));
                     groupOf.put(mo + "." + g, g);
                 }
             Files.createDirectories(out.getParent());
@@ -459,13 +460,13 @@ final class OptimizerPartitions {
                 int g = groupOf.get(name);
                 String moment = name.substring(0, name.lastIndexOf('.'));
                 long start = m.groups().get(g)[0], end = m.groups().get(g)[1];
-                Tensor whole = Scope.current().zeros(DType.F32, Math.toIntExact(end - start));
+                Tensor whole = Scope.current().flatZeros(DType.F32, end - start);
                 for (Partition p : m.ranks())
                     for (int i = 0; i < p.pieces().size(); i++) {
                         Piece q = p.pieces().get(i);
                         if (q.single() < start || q.single() >= end) continue;
-                        int at = Math.toIntExact(q.single() - start);
-                        files.get(p.rank()).read(moment + "." + i, whole.slice(0, at, at + (int) q.length()));
+                        long at = q.single() - start;
+                        files.get(p.rank()).readFlat(moment + "." + i, whole.flatRange(at, at + q.length()));
                     }
                 return whole;
             });

@@ -109,6 +109,16 @@ public final class Scope implements AutoCloseable {
         return t;
     }
 
+    /** A flat buffer of {@code n} elements ({@link Tensor#flatShape}: 1-d, or rows past 2^31), uninitialised. */
+    public Tensor flat(DType dtype, long n) {
+        return empty(dtype, Tensor.flatShape(n));
+    }
+
+    /** As {@link #flat}, zeroed. */
+    public Tensor flatZeros(DType dtype, long n) {
+        return zeros(dtype, Tensor.flatShape(n));
+    }
+
     public Tensor zeros(DType dtype, int... shape) {
         Tensor t = empty(dtype, shape);
         t.fill(0);

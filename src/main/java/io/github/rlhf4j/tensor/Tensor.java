@@ -500,6 +500,72 @@ public final class Tensor {
         return Views.permute(this, dims);
     }
 
+    // ---- flat buffers -----------------------------------------------------------------------------------------
+
+    /**
+     * Width of the rows a long flat buffer is kept in. A shape holds int sizes, so a flat buffer of more than
+     * 2^31 - 1 elements (a parameter store of OPT-2.7B and up, its gradients and moments) cannot be 1-d; it is a
+     * [n / 64, 64] tensor instead, which every elementwise native call (fill, copy, AdamW, axpby, the collectives)
+     * treats the same way, since they take the element count, not the shape.
+     */
+    public static final int FLAT_ROW = 64;
+
+    /**
+     * The shape of a flat buffer of {@code n} elements: [n] up to {@link #flatLimit}, else [n / 64, 64] (n must then
+     * be a multiple of 64, as the parameter stores' lengths are).
+     */
+    public static int[] flatShape(long n) {
+        if (n < 0) throw new IllegalArgumentException("negative length " + n);
+        if (n <= flatLimit()) return new int[] {(int) n};
+        if (n % FLAT_ROW != 0)
+            throw new IllegalArgumentException("a flat buffer of " + n + " elements (over " + flatLimit()
+                    + ") must be a multiple of " + FLAT_ROW + " long, to be kept in rows of " + FLAT_ROW);
+        if (n / FLAT_ROW > Integer.MAX_VALUE) throw new IllegalArgumentException("a flat buffer of " + n + " elements is too long");
+        return new int[] {(int) (n / FLAT_ROW), FLAT_ROW};
+    }
+
+    /**
+     * The longest flat buffer kept 1-d: 2^31 - 1 (the largest int size). The system property
+     * {@code rlhf4j.tensor.flat_limit} lowers it, for tests only: they run whole training steps with every flat
+     * buffer in rows, the layout a model of more than 2^31 parameters has, without allocating one.
+     */
+    public static long flatLimit() {
+        String p = System.getProperty("rlhf4j.tensor.flat_limit");
+        if (p == null) return Integer.MAX_VALUE;
+        long v = Long.parseLong(p.trim());
+        if (v < 1 || v > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("rlhf4j.tensor.flat_limit=" + p + ": must be in [1, 2^31 - 1]");
+        return v;
+    }
+
+    /**
+     * Elements [start, end) of this contiguous tensor, in row-major order, as a flat buffer of that length
+     * ({@link #flatShape}): a view, not recorded by autograd. What a parameter store's flat buffers are cut into:
+     * their groups, partitions and optimizer ranges, whose offsets may pass 2^31.
+     */
+    public Tensor flatRange(long start, long end) {
+        return flatViewOf(start, end, flatShape(end - start));
+    }
+
+    /**
+     * {@code length} elements from {@code start} of this contiguous tensor as a 1-d view, not recorded by autograd:
+     * one parameter of a flat store (fewer than 2^31 elements) at an offset that may pass 2^31.
+     */
+    public Tensor flatView(long start, int length) {
+        return flatViewOf(start, start + length, new int[] {length});
+    }
+
+    private Tensor flatViewOf(long start, long end, int[] shape) {
+        if (!isContiguous()) throw new IllegalArgumentException("flat range of " + describe() + ": not contiguous");
+        if (start < 0 || end > numel() || start > end)
+            throw new IllegalArgumentException("flat range [" + start + ", " + end + ") is out of range for "
+                    + describe() + " (" + numel() + " elements)");
+        if (Autograd.needsGrad(this))
+            throw new IllegalStateException("flat range of " + describe() + ": a view autograd would not see; take it "
+                    + "under Autograd.noGrad() or of a tensor that needs no gradient");
+        return new Tensor(storage, offset + start, shape, Shape.contiguousStrides(shape), dtype);
+    }
+
     /** Elements [start, end) along {@code dim} (a view); negative indices count from the end. */
     public Tensor slice(int dim, int start, int end) {
         return Views.slice(this, dim, start, end);

@@ -1,5 +1,6 @@
 package io.github.rlhf4j.cli;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -128,6 +129,37 @@ class CheckpointResumeTest {
         assertEquals(0, fresh.exit(), fresh.toString());
         assertTrue(fresh.out().contains("step 1: starting afresh (no --resume): removing 2 checkpoint(s)"), fresh.out());
         assertEquals(List.of(2L), steps(out.resolve("checkpoints/step1")));
+    }
+
+    /**
+     * The same run with every flat buffer (weights, gradients, AdamW moments, the EMA) kept in rows of 64, the layout
+     * of a model past 2^31 elements, which {@code rlhf4j.tensor.flat_limit} gives this tiny one: the three steps end
+     * with the bytes and metrics of the 1-d run, and so does a resume from a checkpoint written in rows.
+     */
+    @Test
+    void withTheFlatBuffersInRowsTheRunAndItsResumeReachTheSameBytes() throws IOException {
+        Cli full = train("--save-total-limit", "0");
+        assertEquals(0, full.exit(), full.toString());
+        Path reference = tmp.resolve("reference");
+        for (String m : MODELS) copy(out.resolve(m), reference.resolve(m));
+        for (int s = 1; s <= 3; s++) copy(out.resolve("logs/step" + s + ".jsonl"), reference.resolve("step" + s + ".jsonl"));
+        delete(out);
+        String key = "rlhf4j.tensor.flat_limit";
+        System.setProperty(key, "1024");
+        try {
+            assertArrayEquals(new int[] {32, 64}, io.github.rlhf4j.tensor.Tensor.flatShape(2048));
+            Cli rows = train("--save-total-limit", "0");
+            assertEquals(0, rows.exit(), rows.toString());
+            assertSameAsReference(reference, "in rows");
+            killedAfter(3, 2);
+            Cli resumed = train("--resume", "--save-total-limit", "0");
+            assertEquals(0, resumed.exit(), resumed.toString());
+            assertTrue(resumed.out().contains("step 3: resuming from") && resumed.out().contains("checkpoint-2 (step 2 "
+                    + "of 6)"), resumed.out());
+            assertSameAsReference(reference, "in rows, resumed in step 3");
+        } finally {
+            System.clearProperty(key);
+        }
     }
 
     /**

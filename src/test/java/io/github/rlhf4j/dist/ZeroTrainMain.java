@@ -94,7 +94,7 @@ public final class ZeroTrainMain {
                         moments += 2L * 4 * opt.adamw().groups().get(g).params().numel();
                     Files.writeString(out.resolve("figures.txt"), "world=" + world + " stage=" + stage
                             + " flat=" + store.flatSize() + " bytes_step1=" + sent0 + " moment_bytes=" + moments
-                            + " live=" + live + "\n");
+                            + " live=" + live + " flat_dims=" + opt.emaSource().dim() + "\n");
                     StringBuilder cuts = new StringBuilder();
                     for (long c : store.groupBoundaries()) cuts.append(c).append('\n');
                     Files.writeString(out.resolve("boundaries.txt"), cuts);

@@ -29,6 +29,8 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class ZeroTrainingTest {
     static final int STEPS = 20;
+    /** The flat limit of the {@code cpu-rows} runs: every flat buffer longer than this is kept in rows of 64. */
+    static final int ROWS_LIMIT = 1024;
     static String mpirun;
 
     @TempDir
@@ -64,6 +66,7 @@ class ZeroTrainingTest {
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 "-Drlhf4j.emu.dir=" + io.github.rlhf4j.kernels.Emulated.folder().toAbsolutePath()));
         if (mode.equals("emu-nccl")) cmd.add("-D" + DeviceCommunicator.TRANSPORT_PROPERTY + "=nccl");
+        if (mode.equals("cpu-rows")) cmd.add("-Drlhf4j.tensor.flat_limit=" + ROWS_LIMIT);
         cmd.addAll(List.of(main.getName(), Integer.toString(stage), Integer.toString(steps), out.toString(),
                 mode.startsWith("emu") ? "emu" : "cpu"));
         if (mode.equals("emu-offload")) cmd.add("offload");
@@ -120,6 +123,23 @@ class ZeroTrainingTest {
         Path one = run(1, 0);
         for (int[] rs : new int[][] {{2, 0}, {2, 1}, {4, 1}, {2, 2}, {4, 2}, {2, 3}, {4, 3}})
             assertLikeOneProcess(one, run(rs[0], rs[1]), rs[0], rs[1], "");
+    }
+
+    /**
+     * The flat buffers (weights, gradients, moments, partitions) in rows of 64, the layout of a model past 2^31
+     * elements, which {@code rlhf4j.tensor.flat_limit} gives this tiny one: every stage on 2 ranks still reaches the
+     * weights of one process that keeps them 1-d, within the same tolerance.
+     */
+    @Test
+    void withTheFlatBuffersInRowsEveryStageReachesTheWeightsOfOneProcess() throws Exception {
+        assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
+        Path one = run(1, 0);
+        assertEquals(1, figures(one).get("flat_dims"));
+        for (int stage = 0; stage <= 3; stage++) {
+            Path out = run(ZeroTrainMain.class, 2, stage, STEPS, "cpu-rows");
+            assertEquals(2, figures(out).get("flat_dims"), "stage " + stage + ": the flat buffers are in rows");
+            assertLikeOneProcess(one, out, 2, stage, " (flat buffers in rows)");
+        }
     }
 
     /**

@@ -70,9 +70,55 @@ class ParameterStoreTest {
                 assertEquals(m.parameterCount(), store.parameterCount());
                 assertEquals(store.flatSize(), store.data().numel());
                 assertEquals(store.flatSize(), store.grad().numel());
-                assertEquals(1, store.data().dim());
+                assertArrayEquals(Tensor.flatShape(store.flatSize()), store.data().shape()); // 1-d below 2^31
                 assertTrue(store.data().isContiguous() && store.grad().isContiguous());
             }
+        }
+    }
+
+    /** Two parameters of 2^30 elements and a small one after them: a store past 2^31 elements. */
+    static final class PastIntRange extends Module {
+        final Parameter w1 = parameter("w1", Init.normal(0.02), 1 << 24, 64);
+        final Parameter w2 = parameter("w2", Init.uniform(-1, 1), 1 << 24, 64);
+        final Parameter tail = parameter("tail", Init.normal(0.5), 3, 5);
+    }
+
+    /**
+     * A store of more than 2^31 - 1 elements (OPT-2.7B and up have one), for real: 2^31 + 64 slots in BF16, 4 GiB,
+     * inference-only. Its flat buffer is kept in rows of 64; every parameter is a view at its offset past 2^31,
+     * initialised from Philox at counters past 2^31; a flat range across the 2^31 mark reads both sides.
+     */
+    @Test
+    void aStoreOfMoreThan2To31ElementsIsKeptInRowsAndReadsBackAtItsOffsets() throws Exception {
+        long available = 0;
+        for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/meminfo")))
+            if (line.startsWith("MemAvailable:")) available = Long.parseLong(line.replaceAll("\\D", "")) * 1024;
+        org.junit.jupiter.api.Assumptions.assumeTrue(available >= (10L << 30), "needs 10 GiB of free memory for a "
+                + "4 GiB store, " + (available >> 20) + " MiB free");
+        long seed = 11, big = 1L << 30;
+        try (ParameterStore store = ParameterStore.allocate(new PastIntRange(), CPU, DType.BF16, seed, false);
+             Scope s = Scope.open(); Autograd.NoGrad ignored = Autograd.noGrad()) {
+            assertEquals((1L << 31) + 64, store.flatSize());
+            assertEquals(2 * big + 15, store.parameterCount());
+            assertArrayEquals(new int[] {(1 << 25) + 1, Tensor.FLAT_ROW}, store.data().shape());
+            ParameterStore.Entry w2 = store.entries().get(1), tail = store.entries().get(2);
+            assertEquals(big, w2.offset());
+            assertEquals(1L << 31, tail.offset());
+            // the tail's values are Philox's numbers at counters 2^31 .. 2^31 + 14, as a small tensor filled there
+            Tensor expected = s.empty(DType.BF16, 3, 5).fillRandom(true, 0, 0.5, seed, 1L << 31);
+            assertArrayEquals(expected.toFloatArray(), tail.parameter().value().toFloatArray());
+            // w2's last row: counters 2^31 - 64 .. 2^31 - 1, uniform in [-1, 1)
+            Tensor lastRow = s.empty(DType.BF16, 64).fillRandom(false, -1, 1, seed, (1L << 31) - 64);
+            assertArrayEquals(lastRow.toFloatArray(), w2.parameter().value().select(0, (1 << 24) - 1).toFloatArray());
+            // a flat range across the mark: w2's last row, then the tail and its zero padding
+            float[] across = store.data().flatRange((1L << 31) - 64, (1L << 31) + 64).toFloatArray();
+            float[] want = new float[128];
+            System.arraycopy(lastRow.toFloatArray(), 0, want, 0, 64);
+            System.arraycopy(expected.toFloatArray(), 0, want, 64, 15);
+            assertArrayEquals(want, across);
+            // and the whole buffer's first row is w1's first, from counter 0
+            assertArrayEquals(s.empty(DType.BF16, 64).fillRandom(true, 0, 0.02, seed, 0).toFloatArray(),
+                    store.data().flatRange(0, 64).toFloatArray());
         }
     }
 
