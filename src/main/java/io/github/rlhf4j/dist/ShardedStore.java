@@ -44,6 +44,7 @@ public final class ShardedStore implements AutoCloseable {
     private final Tensor[] gradGroups, dataGroups;
     private final boolean[] reduced; // group g's gradient summed into the partition since the last step
     private final Map<Transformer, Map<Integer, Integer>> layerGroups = new HashMap<>();
+    private final Map<String, Integer> lastOfGroup = new HashMap<>(); // a group's last parameter, for loading
     private int pinned;
 
     /**
@@ -62,8 +63,11 @@ public final class ShardedStore implements AutoCloseable {
         this.stage = stage;
         this.world = comm.worldSize();
         this.rank = comm.rank();
-        if (store.data().dtype() != DType.F32)
-            throw new IllegalArgumentException("ZeRO stages 2 and 3 partition F32 stores, not " + store.data().dtype());
+        if (store.dtype() != DType.F32)
+            throw new IllegalArgumentException("ZeRO stages 2 and 3 partition F32 stores, not " + store.dtype());
+        if (store.isUnbound() && stage != 3)
+            throw new IllegalArgumentException("a store laid out only (ParameterStore.layOut) is built partitioned, "
+                    + "which is ZeRO stage 3's; stage " + stage + " keeps the parameters whole: allocate it");
         this.bounds = store.groupBoundaries();
         long multiple = Zero.flatMultiple(world);
         if (!store.layout().groupByLayer() || store.layout().flatMultiple() % multiple != 0)
@@ -85,8 +89,13 @@ public final class ShardedStore implements AutoCloseable {
                 gradGroups = null;
             }
             if (stage == 3) {
-                partData = scope.flat(DType.F32, partOffset[groups]);
-                for (int g = 0; g < groups; g++) partData(g).copyFromTensor(ownSlice(store.data(), g), false);
+                if (store.isUnbound()) { // built partitioned: this rank's slices alone, initialised where they lie
+                    partData = scope.flatZeros(DType.F32, partOffset[groups]);
+                    initialiseOwnSlices();
+                } else {
+                    partData = scope.flat(DType.F32, partOffset[groups]);
+                    for (int g = 0; g < groups; g++) partData(g).copyFromTensor(ownSlice(store.data(), g), false);
+                }
                 dataGroups = new Tensor[groups];
                 for (int g = 0; g < groups; g++) {
                     int gg = g;
@@ -97,8 +106,48 @@ public final class ShardedStore implements AutoCloseable {
                 dataGroups = null;
             }
         }
-        store.regroup(dataGroups, gradGroups, "ZeRO stage " + stage + " over " + world + " ranks");
+        String why = "ZeRO stage " + stage + " over " + world + " ranks";
+        if (store.isUnbound()) store.bindGroups(dataGroups, gradGroups, why);
+        else store.regroup(dataGroups, gradGroups, why);
+        for (int g = 0; g < groups; g++) {
+            ParameterStore.Entry last = null;
+            for (ParameterStore.Entry e : store.entries()) if (store.groupOf(e.offset()) == g) last = e;
+            if (last != null) lastOfGroup.put(last.name(), g);
+        }
         hookLayers(store.model());
+    }
+
+    /** Every parameter's stretch in this rank's partition, initialised as the whole parameter would be there. */
+    private void initialiseOwnSlices() {
+        long[][] own = ownedRanges();
+        for (ParameterStore.Entry e : store.entries()) {
+            int g = store.groupOf(e.offset());
+            long s = Math.max(e.offset(), own[0][g]), t = Math.min(e.offset() + e.numel(), own[1][g]);
+            if (s < t)
+                ParameterStore.initialise(partData.flatView(partitionIndex(s), (int) (t - s)), e.parameter().init(),
+                        store.seed(), s);
+        }
+    }
+
+    /**
+     * Loading a store built partitioned (stage 3): called after each parameter has been written whole (or left at
+     * its initialisation), in the layout's order, as {@code HfModel.loadWeights} goes. A parameter's first write
+     * gathers its group (a collective); after the group's last parameter this rank keeps its slice of it in the
+     * partition and gives the group back, so loading holds at most one group whole. Every rank must load the same
+     * parameters in the same order.
+     */
+    public void loaded(String name) {
+        Integer g = lastOfGroup.get(name);
+        if (g == null || dataGroups == null || !dataGroups[g].isResident()) return;
+        keepGroup(g);
+        if (pinned == 0) dataGroups[g].evict();
+    }
+
+    private void keepGroup(int g) {
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            long part = length(g) / world;
+            partData(g).copyFromTensor(dataGroups[g].flatRange(rank * part, (rank + 1) * part), false);
+        }
     }
 
     private int length(int g) {
@@ -304,12 +353,21 @@ public final class ShardedStore implements AutoCloseable {
     public void keepGathered() {
         if (dataGroups == null) return;
         if (pinned == 0) throw new IllegalStateException("keepGathered: the parameters are not gathered (gathered())");
-        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
-            for (int g = 0; g < dataGroups.length; g++) {
-                long part = length(g) / world;
-                partData(g).copyFromTensor(dataGroups[g].flatRange(rank * part, (rank + 1) * part), false);
-            }
-        }
+        for (int g = 0; g < dataGroups.length; g++) keepGroup(g);
+    }
+
+    /** Closes what {@code holder[0]} holds when it closes, if anything still does (a build that no optimizer took). */
+    public static Closer closer(ShardedStore[] holder) {
+        return () -> {
+            if (holder[0] != null) holder[0].close();
+            holder[0] = null;
+        };
+    }
+
+    /** A guard that closes without a checked exception. */
+    public interface Closer extends AutoCloseable {
+        @Override
+        void close();
     }
 
     /** A guard that keeps the parameters whole while open; closing throws nothing. */

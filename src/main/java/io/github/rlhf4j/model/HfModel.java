@@ -97,6 +97,32 @@ public final class HfModel implements AutoCloseable {
         return new HfModel(dir, json, model, store);
     }
 
+    /**
+     * {@code dir}'s model (or, with {@code dir} null, {@code config}'s randomly initialised under {@code seed}) built
+     * partitioned, never whole on {@code device} (ZeRO stage 3's {@code zero.Init}): the parameters are laid out
+     * ({@link ParameterStore#layOut}), {@code partition} allocates this rank's share of them and binds them (a
+     * {@code ShardedStore}) and returns what to tell after each parameter is read ({@code ShardedStore#loaded}),
+     * and the weights are read through it. Every rank must call it alike.
+     */
+    public static HfModel partitioned(Path dir, ConfigJson config, Device device, long seed, boolean trainable,
+                                      Consumer<? super CausalLM> beforeAllocation, ParameterStore.Layout layout,
+                                      java.util.function.Function<ParameterStore, Consumer<String>> partition) {
+        ConfigJson json = dir != null ? ConfigJson.read(dir.resolve("config.json")) : config;
+        ModelConfig c = Models.config(json);
+        CausalLM model = CausalLM.of(c);
+        beforeAllocation.accept(model);
+        ParameterStore store = ParameterStore.layOut(model, device, DType.F32, seed, trainable, layout);
+        try {
+            Consumer<String> afterEach = partition.apply(store);
+            if (dir != null) loadWeights(model, c.basePrefix(), dir, Set.of(), afterEach);
+        } catch (RuntimeException e) {
+            store.close();
+            throw e;
+        }
+        if (dir != null) model.train(false);
+        return new HfModel(dir, json, model, store);
+    }
+
     /** A randomly initialised model of {@code config} (transformers' initialisation scheme, Philox(seed)). */
     public static HfModel random(ConfigJson config, Device device, DType dtype, long seed) {
         return random(config, device, dtype, seed, true);
@@ -176,6 +202,16 @@ public final class HfModel implements AutoCloseable {
      * buffers and heads the model does not have (a tied lm_head, a v_head), which are skipped.
      */
     public static LoadReport loadWeights(Module model, String basePrefix, Path dir, Set<String> mayBeMissing) {
+        return loadWeights(model, basePrefix, dir, mayBeMissing, name -> {});
+    }
+
+    /**
+     * As {@link #loadWeights(Module, String, Path, Set)}, telling {@code afterEach} each parameter's name once it is
+     * read (or left at its initialisation), in the model's order: a store built partitioned keeps each finished
+     * group's slice and gives the group back ({@code ShardedStore#loaded}).
+     */
+    public static LoadReport loadWeights(Module model, String basePrefix, Path dir, Set<String> mayBeMissing,
+                                         Consumer<String> afterEach) {
         try (Checkpoint ckpt = Checkpoint.open(dir)) {
             Set<String> unused = new LinkedHashSet<>(ckpt.names());
             List<String> missing = new ArrayList<>();
@@ -191,6 +227,7 @@ public final class HfModel implements AutoCloseable {
                     if (found == null) {
                         if (mayBeMissing.contains(e.getKey()) || Lora.isLoraParameter(e.getKey())) {
                             missing.add(e.getKey());
+                            afterEach.accept(e.getKey());
                             continue;
                         }
                         throw new ModelFormatException(ckpt.describe() + ": no tensor for parameter '" + e.getKey()
@@ -199,6 +236,7 @@ public final class HfModel implements AutoCloseable {
                     ckpt.read(found, e.getValue().value());
                     unused.remove(found);
                     loaded++;
+                    afterEach.accept(e.getKey());
                 }
             }
             List<String> skipped = new ArrayList<>();

@@ -35,9 +35,13 @@ public final class ParameterStore implements AutoCloseable {
     private final List<Entry> entries;
     private final long[] boundaries;
     private final Layout layout;
+    private final DType dtype;
+    private final long seed;
+    private final boolean trainable;
+    private boolean unbound; // laid out only (layOut): no buffers until bindGroups
 
     private ParameterStore(Scope scope, Module model, Tensor data, Tensor grad, List<Entry> entries,
-                           long[] boundaries, Layout layout) {
+                           long[] boundaries, Layout layout, DType dtype, long seed, boolean trainable) {
         this.scope = scope;
         this.model = model;
         this.data = data;
@@ -45,6 +49,9 @@ public final class ParameterStore implements AutoCloseable {
         this.entries = entries;
         this.boundaries = boundaries;
         this.layout = layout;
+        this.dtype = dtype;
+        this.seed = seed;
+        this.trainable = trainable;
     }
 
     /**
@@ -98,6 +105,34 @@ public final class ParameterStore implements AutoCloseable {
     /** As {@link #allocate(Module, Device, DType, long, boolean)}, laid out as {@code layout} says. */
     public static ParameterStore allocate(Module model, Device device, DType dtype, long seed, boolean trainable,
                                           Layout layout) {
+        ParameterStore store = layOut(model, device, dtype, seed, trainable, layout);
+        store.unbound = false;
+        long offset = store.flatSize();
+        Tensor data = store.scope.flatZeros(dtype, offset);
+        Tensor grad = trainable ? store.scope.flatZeros(dtype, offset) : null;
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (Entry e : store.entries) {
+                Parameter p = e.parameter();
+                Tensor value = view(data, e).name(e.name());
+                initialise(value, p.init(), seed, e.offset());
+                value.requiresGrad(!p.isFrozen());
+                if (grad != null) value.setGrad(view(grad, e));
+                p.bind(value);
+            }
+        }
+        store.data = data;
+        store.grad = grad;
+        return store;
+    }
+
+    /**
+     * Lays {@code model}'s parameters out as {@link #allocate(Module, Device, DType, long, boolean, Layout)} does,
+     * without allocating their buffers or binding them: ZeRO stage 3's partitioned build (DeepSpeed's
+     * {@code zero.Init}), where each rank allocates and initialises only its own slices and the parameters become
+     * views of per-group buffers ({@link #bindGroups}). The whole model never exists on one device.
+     */
+    public static ParameterStore layOut(Module model, Device device, DType dtype, long seed, boolean trainable,
+                                        Layout layout) {
         long flatMultiple = layout.flatMultiple();
         if (!dtype.isFloatingPoint()) throw new IllegalArgumentException("parameters must be floating point, not " + dtype);
         List<Entry> entries = new ArrayList<>();
@@ -121,22 +156,66 @@ public final class ParameterStore implements AutoCloseable {
         }
         offset = (offset + flatMultiple - 1) / flatMultiple * flatMultiple;
         if (offset > cuts.getLast()) cuts.add(offset);
-        Scope scope = Scope.detached(device);
-        Tensor data = scope.flatZeros(dtype, offset);
-        Tensor grad = trainable ? scope.flatZeros(dtype, offset) : null;
+        if (!trainable) for (Entry e : entries) e.parameter().setFrozen(true);
+        ParameterStore store = new ParameterStore(Scope.detached(device), model, null, null,
+                Collections.unmodifiableList(entries), cuts.stream().mapToLong(Long::longValue).toArray(), layout,
+                dtype, seed, trainable);
+        store.unbound = true;
+        return store;
+    }
+
+    /** Whether it is laid out only ({@link #layOut}), its parameters not bound to any buffer yet. */
+    public boolean isUnbound() {
+        return unbound;
+    }
+
+    /** The parameters' dtype. */
+    public DType dtype() {
+        return dtype;
+    }
+
+    /** The seed of the parameters' initialisation (Philox key; each parameter's counters start at its offset). */
+    public long seed() {
+        return seed;
+    }
+
+    /**
+     * Binds a laid-out store's ({@link #layOut}) parameters to per-group buffers: each parameter's value becomes a
+     * view of {@code dataGroups[g]} and (trainable stores) its gradient a view of {@code gradGroups[g]}, g its group
+     * ({@link #groupBoundaries}). The buffers are the caller's (ZeRO stage 3's evictable groups); {@link #data} and
+     * {@link #grad} then refuse, naming {@code why}.
+     */
+    public void bindGroups(Tensor[] dataGroups, Tensor[] gradGroups, String why) {
+        if (!unbound) throw new IllegalStateException("bindGroups: this store's parameters are bound already");
+        checkGroups(dataGroups);
+        if (trainable != (gradGroups != null))
+            throw new IllegalArgumentException(trainable ? "a trainable store needs gradient groups"
+                    : "an inference-only store takes no gradient groups");
+        if (gradGroups != null) checkGroups(gradGroups);
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             for (Entry e : entries) {
+                int g = groupOf(e.offset());
                 Parameter p = e.parameter();
-                Tensor value = view(data, e).name(e.name());
-                initialise(value, p.init(), seed, e.offset());
-                if (!trainable) p.setFrozen(true);
+                Tensor value = view(dataGroups[g], e, boundaries[g]).name(e.name());
                 value.requiresGrad(!p.isFrozen());
-                if (grad != null) value.setGrad(view(grad, e));
+                if (gradGroups != null) value.setGrad(view(gradGroups[g], e, boundaries[g]));
                 p.bind(value);
             }
         }
-        return new ParameterStore(scope, model, data, grad, Collections.unmodifiableList(entries),
-                cuts.stream().mapToLong(Long::longValue).toArray(), layout);
+        this.dataGroups = dataGroups;
+        this.gradGroups = gradGroups;
+        this.regroupedBy = why;
+        this.unbound = false;
+    }
+
+    private void checkGroups(Tensor[] ts) {
+        int groups = boundaries.length - 1;
+        if (ts == null || ts.length != groups)
+            throw new IllegalArgumentException((ts == null ? 0 : ts.length) + " group buffers for " + groups + " groups");
+        for (int g = 0; g < groups; g++)
+            if (ts[g].numel() != boundaries[g + 1] - boundaries[g])
+                throw new IllegalArgumentException("group " + g + " has " + (boundaries[g + 1] - boundaries[g])
+                        + " elements, its buffer " + ts[g].numel());
     }
 
     /**
@@ -183,7 +262,12 @@ public final class ParameterStore implements AutoCloseable {
         return flat.flatView(e.offset() - base, (int) e.numel()).reshape(e.parameter().shape());
     }
 
-    private static void initialise(Tensor t, Init init, long seed, long offset) {
+    /**
+     * Fills {@code t} as {@code init} says, its first element from Philox counter {@code offset} under key
+     * {@code seed}: a parameter at its flat offset, or any stretch of one at the offset of its first element (ZeRO
+     * stage 3 initialises each rank's slice alone, with the values the whole parameter would have there).
+     */
+    public static void initialise(Tensor t, Init init, long seed, long offset) {
         switch (init.kind()) {
             case ZEROS -> t.fill(0);
             case ONES -> t.fill(1);
@@ -199,6 +283,7 @@ public final class ParameterStore implements AutoCloseable {
      * cut it with {@link Tensor#flatRange}.
      */
     public Tensor data() {
+        if (unbound) throw new IllegalStateException("this store is laid out only: its parameters are not allocated");
         if (data == null)
             throw new IllegalStateException("this store's parameters are partitioned (" + regroupedBy + "): no rank "
                     + "holds them whole; each layer's are gathered when it runs (groupData)");
@@ -207,6 +292,7 @@ public final class ParameterStore implements AutoCloseable {
 
     /** All gradients, flat, in the same layout. */
     public Tensor grad() {
+        if (unbound) throw new IllegalStateException("this store is laid out only: its parameters are not allocated");
         if (gradGroups != null)
             throw new IllegalStateException("this store's gradients are partitioned (" + regroupedBy + "): each "
                     + "layer's are reduce-scattered when its backward is done (groupGrad)");
@@ -216,7 +302,7 @@ public final class ParameterStore implements AutoCloseable {
 
     /** Whether it has gradients (false for an inference-only store). */
     public boolean isTrainable() {
-        return grad != null || gradGroups != null;
+        return trainable;
     }
 
     /** The module laid out in this store. */
@@ -233,6 +319,7 @@ public final class ParameterStore implements AutoCloseable {
      * {@link #grad} then refuse, naming {@code why}.
      */
     public void regroup(Tensor[] dataGroups, Tensor[] gradGroups, String why) {
+        if (unbound) throw new IllegalStateException("regroup: this store is laid out only (bindGroups)");
         int groups = boundaries.length - 1;
         for (Tensor[] ts : new Tensor[][] {dataGroups, gradGroups})
             if (ts != null) {
@@ -382,7 +469,7 @@ public final class ParameterStore implements AutoCloseable {
     /** Frees the buffers; the model's parameters become unusable. */
     @Override
     public void close() {
-        for (Entry e : entries) e.parameter().bind(null);
+        if (!unbound) for (Entry e : entries) e.parameter().bind(null);
         scope.close();
     }
 }

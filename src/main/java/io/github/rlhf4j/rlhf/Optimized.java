@@ -84,6 +84,23 @@ public final class Optimized implements AutoCloseable {
      * back. The device then holds no optimizer state. On a CPU store it changes nothing and is refused.
      */
     public Optimized(ParameterStore store, Settings settings, Communicator comm, int zeroStage, boolean offload) {
+        this(store, settings, comm, zeroStage, offload, null);
+    }
+
+    /**
+     * ZeRO stage 3 over a store built partitioned ({@code HfModel.partitioned}, {@link ShardedStore}), which this
+     * optimizer then owns and closes; otherwise as {@link #Optimized(ParameterStore, Settings, Communicator, int,
+     * boolean)} at stage 3 on {@code comm}.
+     */
+    public Optimized(ShardedStore sharded, ParameterStore store, Settings settings, Communicator comm,
+                     boolean offload) {
+        this(store, settings, comm, 3, offload, sharded);
+    }
+
+    private Optimized(ParameterStore store, Settings settings, Communicator comm, int zeroStage, boolean offload,
+                      ShardedStore built) {
+        if (built != null && (comm == null || comm.worldSize() == 1 || built.stage() != 3))
+            throw new IllegalArgumentException("a store built partitioned is ZeRO stage 3 over more than one rank");
         this.store = store;
         this.settings = settings;
         this.comm = comm == null || comm.worldSize() == 1 ? null : comm;
@@ -92,7 +109,7 @@ public final class Optimized implements AutoCloseable {
             throw new IllegalArgumentException("ZeRO stage " + zeroStage + " must be 0, 1, 2 or 3");
         AdamW.Config config = AdamW.Config.dsChat(settings.lr(), settings.weightDecay());
         if (this.comm != null && zeroStage >= 2) {
-            this.sharded = new ShardedStore(store, this.comm, zeroStage);
+            this.sharded = built != null ? built : new ShardedStore(store, this.comm, zeroStage);
             long[][] own = sharded.ownedRanges();
             this.optimizerRanges = AdamW.clip(AdamW.dsChatRanges(store), own[0], own[1]);
             java.util.List<AdamW.Group> groups = new java.util.ArrayList<>();

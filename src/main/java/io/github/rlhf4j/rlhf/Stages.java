@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.data.Batches;
 import io.github.rlhf4j.dist.Communicator;
+import io.github.rlhf4j.dist.ShardedStore;
 import io.github.rlhf4j.dist.Zero;
 import io.github.rlhf4j.data.DataSplit;
 import io.github.rlhf4j.data.Dataset;
@@ -442,6 +443,35 @@ public final class Stages {
         return p.toAbsolutePath().normalize().toString();
     }
 
+    /**
+     * ZeRO stage 3's partitioned build of a laid-out store ({@code zero.Init}): this rank's slices allocated and
+     * initialised, the store's parameters bound to evictable groups; returns what the weights' loader tells after
+     * each parameter. The store goes into {@code built[0]}, for {@link #optimized} to hand on.
+     */
+    private static java.util.function.Consumer<String> partitionedBuild(ParameterStore store, RunOptions run,
+                                                                       ShardedStore[] built) {
+        built[0] = new ShardedStore(store, run.comm(), 3);
+        return built[0]::loaded;
+    }
+
+    /** What the stage's first line says of a model built partitioned (ZeRO stage 3), else nothing. */
+    private static String builtNote(int zero, RunOptions run) {
+        return zero == 3 ? " (built partitioned over " + run.world() + " ranks, as zero.Init: never whole on a device)"
+                : "";
+    }
+
+    /**
+     * The optimizer of a stage's trained model: over the store built partitioned when there is one (it then owns
+     * and closes it, and {@code built[0]} is cleared), else at ZeRO {@code zero} on the run's ranks.
+     */
+    private static Optimized optimized(ShardedStore[] built, ParameterStore store, Optimized.Settings settings,
+                                       RunOptions run, int zero, boolean offload) {
+        if (built[0] == null) return new Optimized(store, settings, run.comm(), zero, offload);
+        Optimized opt = new Optimized(built[0], store, settings, run.comm(), offload);
+        built[0] = null;
+        return opt;
+    }
+
     // ---- step 1 ----------------------------------------------------------------------------------------------------
 
     public static SftResult sft(SftSettings s, PrintWriter log) {
@@ -465,8 +495,14 @@ public final class Stages {
         DataSplit split = s.data().load();
         ConfigJson modelJson = ConfigJson.read(s.model().resolve("config.json"));
         Lora.Config lora = s.options().lora(Models.config(modelJson));
+        ShardedStore[] built = {null}; // ZeRO-3: the actor built partitioned, never whole on the device
         try (Tokenizer tok = Tokenizer.load(s.model());
-             HfModel hf = s.fromScratch()
+             ShardedStore.Closer ignoredBuilt = ShardedStore.closer(built); // a build no optimizer took, on failure
+             HfModel hf = zero == 3
+                     ? HfModel.partitioned(s.fromScratch() ? null : s.model(), modelJson, dev,
+                             s.fromScratch() ? s.data().seed() : 0, true, lora::applyTo, s.options().layout(run),
+                             store -> partitionedBuild(store, run, built))
+                     : s.fromScratch()
                      ? HfModel.random(modelJson, dev, DType.F32, s.data().seed(), true, lora::applyTo,
                              s.options().layout(run))
                      : HfModel.load(s.model(), dev, DType.F32, true, lora::applyTo, s.options().layout(run))) {
@@ -478,12 +514,11 @@ public final class Stages {
             Batches<LmBatch> batches = new Batches<>(train, s.training().batchSize(), true, s.data().seed(),
                     run.rank(), run.world());
             long steps = s.training().steps(batches.batchesPerEpoch());
-            log.printf(Locale.ROOT, "step 1 (sft): %s, %,d parameters, %d samples, %d steps%n", s.model(),
-                    hf.parameters().parameterCount(), train.size(), steps);
+            log.printf(Locale.ROOT, "step 1 (sft): %s, %,d parameters%s, %d samples, %d steps%n", s.model(),
+                    hf.parameters().parameterCount(), builtNote(zero, run), train.size(), steps);
             double ppl;
-            try (Optimized opt = new Optimized(hf.parameters(), new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), zero,
-                    s.options().offload(run))) {
+            try (Optimized opt = optimized(built, hf.parameters(), new Optimized.Settings(s.lr(), s.weightDecay(),
+                    s.training().schedule(steps), 1.0, s.options().loraLr()), run, zero, s.options().offload(run))) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 SftTrainer trainer = new SftTrainer(hf.model(), opt);
                 Transformer base = hf.model().base();
@@ -585,11 +620,16 @@ public final class Stages {
         RewardModel rm = RewardModel.of(config);
         // DS-Chat keeps the value head trainable under --only-optimize-lora: a fresh v_head must learn
         s.options().lora(config).applyTo(rm, List.of("v_head.weight"));
+        ShardedStore[] built = {null}; // ZeRO-3: built partitioned, never whole on the device
         try (Tokenizer tok = Tokenizer.load(s.model());
-             ParameterStore store = ParameterStore.allocate(rm, dev, DType.F32, s.data().seed(), true,
-                     s.options().layout(run))) {
+             ShardedStore.Closer ignoredBuilt = ShardedStore.closer(built); // a build no optimizer took, on failure
+             ParameterStore store = zero == 3
+                     ? ParameterStore.layOut(rm, dev, DType.F32, s.data().seed(), true, s.options().layout(run))
+                     : ParameterStore.allocate(rm, dev, DType.F32, s.data().seed(), true, s.options().layout(run))) {
+            java.util.function.Consumer<String> afterEach = zero == 3 ? partitionedBuild(store, run, built) : n -> {};
             // a causal-LM directory gives the base model and leaves the v_head as initialised; a reward-model one all
-            HfModel.LoadReport loaded = HfModel.loadWeights(rm, config.basePrefix(), s.model(), Set.of("v_head.weight"));
+            HfModel.LoadReport loaded = HfModel.loadWeights(rm, config.basePrefix(), s.model(), Set.of("v_head.weight"),
+                    afterEach);
             TextEncoder enc = TextEncoder.dsChat(tok);
             PairSamples train = PairSamples.build(split.pairs(Phase.REWARD, DataSplit.Part.TRAIN), enc, s.maxSeqLen());
             PairSamples eval = PairSamples.build(split.pairs(Phase.REWARD, DataSplit.Part.EVAL), enc, s.maxSeqLen());
@@ -598,13 +638,12 @@ public final class Stages {
             Batches<PairBatch> batches = new Batches<>(train, s.training().batchSize(), true, s.data().seed(),
                     run.rank(), run.world());
             long steps = s.training().steps(batches.batchesPerEpoch());
-            log.printf(Locale.ROOT, "step 2 (reward model): %s%s, %,d parameters, %d pairs, %d steps%n", s.model(),
+            log.printf(Locale.ROOT, "step 2 (reward model): %s%s, %,d parameters%s, %d pairs, %d steps%n", s.model(),
                     loaded.notInCheckpoint().isEmpty() ? "" : " (fresh " + String.join(", ", loaded.notInCheckpoint()) + ")",
-                    store.parameterCount(), train.size(), steps);
+                    store.parameterCount(), builtNote(zero, run), train.size(), steps);
             RewardTrainer.Evaluation ev;
-            try (Optimized opt = new Optimized(store, new Optimized.Settings(s.lr(), s.weightDecay(),
-                    s.training().schedule(steps), 1.0, s.options().loraLr()), run.comm(), zero,
-                    s.options().offload(run))) {
+            try (Optimized opt = optimized(built, store, new Optimized.Settings(s.lr(), s.weightDecay(),
+                    s.training().schedule(steps), 1.0, s.options().loraLr()), run, zero, s.options().offload(run))) {
                 opt.skipNonFiniteSteps(run.skipNonFinite());
                 RewardTrainer trainer = new RewardTrainer(rm, opt, enc.padId(), enc.paddingAtBeginning());
                 rm.base().setGradientCheckpointing(s.options().gradientCheckpointing());

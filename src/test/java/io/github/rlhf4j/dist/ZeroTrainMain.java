@@ -27,8 +27,9 @@ import java.util.Random;
  * talk over {@link Communicator#forDevice}'s {@link DeviceCommunicator}: device tensors staged through the host, or
  * over NCCL's glue with {@code -Drlhf4j.dist.device_transport=nccl} and NCCL's stand-in (which reduces over MPI).
  *
- * <p>Usage: {@code ZeroTrainMain STAGE STEPS OUT_DIR [cpu|emu] [offload]} ({@code offload}: the optimizer's state and
- * step on the host, ZeRO-Offload, with the model on the emulated device)
+ * <p>Usage: {@code ZeroTrainMain STAGE STEPS OUT_DIR [cpu|emu] [offload|zero-init]} ({@code offload}: the optimizer's
+ * state and step on the host, ZeRO-Offload, with the model on the emulated device; {@code zero-init}: stage 3's
+ * store built partitioned, never whole, and its weights loaded a group at a time)
  */
 public final class ZeroTrainMain {
     static final int VOCAB = 61, T = 16, GLOBAL_BATCH = 8, EMBD = 32, LAYERS = 2, HEADS = 4;
@@ -46,21 +47,45 @@ public final class ZeroTrainMain {
             if (GLOBAL_BATCH % world != 0) throw new IllegalArgumentException("world " + world + " must divide " + GLOBAL_BATCH);
             CausalLM model = CausalLM.of(Gpt2Config.tiny(VOCAB, T, EMBD, LAYERS, HEADS));
             comm.checkSame("model", model.config().toString());
-            long baseline = dev.memory().live();
-            ParameterStore store = ParameterStore.allocate(model, dev, DType.F32, 5, true,
-                    Zero.layout(world, stage));
+            String option = args.length > 4 ? args[4] : "";
             // every layout starts from the same weights: those of the default layout (whose offsets seed the init)
             CausalLM init = CausalLM.of(model.config());
+            Path initDir = Files.createDirectories(out.resolve("init-rank-" + rank));
             try (ParameterStore ref = ParameterStore.allocate(init, dev, DType.F32, 5, false)) {
-                for (var e : init.namedParameters().entrySet())
-                    model.namedParameters().get(e.getKey()).value().copyFromTensor(e.getValue().value(), false);
+                java.util.Map<String, Tensor> weights = new java.util.LinkedHashMap<>();
+                init.namedParameters().forEach((name, p) -> weights.put(name, p.value()));
+                io.github.rlhf4j.model.Safetensors.write(initDir.resolve("model.safetensors"), weights, DType.F32,
+                        java.util.Map.of());
+            }
+            long baseline = dev.memory().live();
+            long[] buildMax = {0};
+            Optimized.Settings settings = new Optimized.Settings(1e-3, 0.1, LrSchedule.constant(0), 1.0);
+            ParameterStore store;
+            ShardedStore built = null;
+            if (option.equals("zero-init")) {
+                // built partitioned (zero.Init): laid out, this rank's slices allocated, the weights read a
+                // group at a time; the most held at any point while loading is recorded
+                if (stage != 3 || world < 2) throw new IllegalArgumentException("zero-init is stage 3 on 2+ ranks");
+                store = ParameterStore.layOut(model, dev, DType.F32, 5, true, Zero.layout(world, stage));
+                ShardedStore sharded = new ShardedStore(store, comm, 3);
+                built = sharded;
+                io.github.rlhf4j.model.HfModel.loadWeights(model, model.config().basePrefix(), initDir,
+                        java.util.Set.of(), name -> {
+                            buildMax[0] = Math.max(buildMax[0], dev.memory().live() - baseline);
+                            sharded.loaded(name);
+                        });
+            } else {
+                store = ParameterStore.allocate(model, dev, DType.F32, 5, true, Zero.layout(world, stage));
+                buildMax[0] = dev.memory().live() - baseline;
+                io.github.rlhf4j.model.HfModel.loadWeights(model, model.config().basePrefix(), initDir,
+                        java.util.Set.of());
             }
             try (store;
-                 Optimized opt = new Optimized(store, new Optimized.Settings(1e-3, 0.1, LrSchedule.constant(0), 1.0),
-                         comm, stage, args.length > 4 && args[4].equals("offload"))) {
+                 Optimized opt = built != null ? new Optimized(built, store, settings, comm, false)
+                         : new Optimized(store, settings, comm, stage, option.equals("offload"))) {
                 model.train(true);
                 int rows = GLOBAL_BATCH / world;
-                long sent0 = 0;
+                long sent0 = 0, building = comm.bytesMoved().totalBytes(); // zero-init: each group gathered once
                 for (int step = 0; step < steps; step++) {
                     Random rng = new Random(1000 + step); // every rank draws the same global batch
                     int[] ids = new int[GLOBAL_BATCH * T], targets = new int[GLOBAL_BATCH * T];
@@ -78,7 +103,7 @@ public final class ZeroTrainMain {
                             opt.step("zero test");
                         }
                     }
-                    if (step == 0) sent0 = comm.bytesMoved().totalBytes();
+                    if (step == 0) sent0 = comm.bytesMoved().totalBytes() - building;
                 }
                 // model states at rest, between steps: parameters, gradients, AdamW moments (and nothing else live)
                 long live = dev.memory().live() - baseline;
@@ -94,7 +119,8 @@ public final class ZeroTrainMain {
                         moments += 2L * 4 * opt.adamw().groups().get(g).params().numel();
                     Files.writeString(out.resolve("figures.txt"), "world=" + world + " stage=" + stage
                             + " flat=" + store.flatSize() + " bytes_step1=" + sent0 + " moment_bytes=" + moments
-                            + " live=" + live + " flat_dims=" + opt.emaSource().dim() + "\n");
+                            + " live=" + live + " flat_dims=" + opt.emaSource().dim() + " build_max=" + buildMax[0]
+                            + "\n");
                     StringBuilder cuts = new StringBuilder();
                     for (long c : store.groupBoundaries()) cuts.append(c).append('\n');
                     Files.writeString(out.resolve("boundaries.txt"), cuts);
