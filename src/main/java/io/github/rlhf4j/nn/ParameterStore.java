@@ -320,16 +320,7 @@ public final class ParameterStore implements AutoCloseable {
      */
     public void regroup(Tensor[] dataGroups, Tensor[] gradGroups, String why) {
         if (unbound) throw new IllegalStateException("regroup: this store is laid out only (bindGroups)");
-        int groups = boundaries.length - 1;
-        for (Tensor[] ts : new Tensor[][] {dataGroups, gradGroups})
-            if (ts != null) {
-                if (ts.length != groups)
-                    throw new IllegalArgumentException(ts.length + " group buffers for " + groups + " groups");
-                for (int g = 0; g < groups; g++)
-                    if (ts[g].numel() != boundaries[g + 1] - boundaries[g])
-                        throw new IllegalArgumentException("group " + g + " has " + (boundaries[g + 1] - boundaries[g])
-                                + " elements, its buffer " + ts[g].numel());
-            }
+        for (Tensor[] ts : new Tensor[][] {dataGroups, gradGroups}) if (ts != null) checkGroups(ts);
         if (gradGroups != null && grad == null)
             throw new IllegalStateException("this ParameterStore is for inference only: no gradients to partition");
         if (this.dataGroups != null || this.gradGroups != null)

@@ -74,11 +74,7 @@ class CheckpointResumeTest {
 
     @Test
     void resumingAfterAKillReachesTheUninterruptedRunsBytes() throws IOException {
-        Cli full = train("--save-total-limit", "0");
-        assertEquals(0, full.exit(), full.toString());
-        Path reference = tmp.resolve("reference");
-        for (String m : MODELS) copy(out.resolve(m), reference.resolve(m));
-        for (int s = 1; s <= 3; s++) copy(out.resolve("logs/step" + s + ".jsonl"), reference.resolve("step" + s + ".jsonl"));
+        Path reference = reference();
         assertTrue(Files.mismatch(init.resolve("model.safetensors"), out.resolve(MODELS.get(0))) >= 0,
                 "step 1 trained nothing");
         assertEquals(List.of(6L, 4L, 2L), steps(out.resolve("checkpoints/step3")), "every 2 steps, all kept");
@@ -138,11 +134,7 @@ class CheckpointResumeTest {
      */
     @Test
     void withTheFlatBuffersInRowsTheRunAndItsResumeReachTheSameBytes() throws IOException {
-        Cli full = train("--save-total-limit", "0");
-        assertEquals(0, full.exit(), full.toString());
-        Path reference = tmp.resolve("reference");
-        for (String m : MODELS) copy(out.resolve(m), reference.resolve(m));
-        for (int s = 1; s <= 3; s++) copy(out.resolve("logs/step" + s + ".jsonl"), reference.resolve("step" + s + ".jsonl"));
+        Path reference = reference();
         delete(out);
         String key = "rlhf4j.tensor.flat_limit";
         System.setProperty(key, "1024");
@@ -160,6 +152,16 @@ class CheckpointResumeTest {
         } finally {
             System.clearProperty(key);
         }
+    }
+
+    /** An uninterrupted run keeping every checkpoint; its model files and metrics copied aside. */
+    private Path reference() throws IOException {
+        Cli full = train("--save-total-limit", "0");
+        assertEquals(0, full.exit(), full.toString());
+        Path reference = tmp.resolve("reference");
+        for (String m : MODELS) copy(out.resolve(m), reference.resolve(m));
+        for (int s = 1; s <= 3; s++) copy(out.resolve("logs/step" + s + ".jsonl"), reference.resolve("step" + s + ".jsonl"));
+        return reference;
     }
 
     /**
