@@ -109,11 +109,9 @@ public final class ShardedStore implements AutoCloseable {
         String why = "ZeRO stage " + stage + " over " + world + " ranks";
         if (store.isUnbound()) store.bindGroups(dataGroups, gradGroups, why);
         else store.regroup(dataGroups, gradGroups, why);
-        for (int g = 0; g < groups; g++) {
-            ParameterStore.Entry last = null;
-            for (ParameterStore.Entry e : store.entries()) if (store.groupOf(e.offset()) == g) last = e;
-            if (last != null) lastOfGroup.put(last.name(), g);
-        }
+        String[] last = new String[groups]; // entries run in offset order: the last seen of a group is its last
+        for (ParameterStore.Entry e : store.entries()) last[store.groupOf(e.offset())] = e.name();
+        for (int g = 0; g < groups; g++) if (last[g] != null) lastOfGroup.put(last[g], g);
         hookLayers(store.model());
     }
 
@@ -326,6 +324,11 @@ public final class ShardedStore implements AutoCloseable {
 
     public int stage() {
         return stage;
+    }
+
+    /** The store it partitions. */
+    public ParameterStore store() {
+        return store;
     }
 
     /**

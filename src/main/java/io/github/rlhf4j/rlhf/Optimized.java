@@ -92,9 +92,8 @@ public final class Optimized implements AutoCloseable {
      * optimizer then owns and closes; otherwise as {@link #Optimized(ParameterStore, Settings, Communicator, int,
      * boolean)} at stage 3 on {@code comm}.
      */
-    public Optimized(ShardedStore sharded, ParameterStore store, Settings settings, Communicator comm,
-                     boolean offload) {
-        this(store, settings, comm, 3, offload, sharded);
+    public Optimized(ShardedStore sharded, Settings settings, Communicator comm, boolean offload) {
+        this(sharded.store(), settings, comm, 3, offload, sharded);
     }
 
     private Optimized(ParameterStore store, Settings settings, Communicator comm, int zeroStage, boolean offload,

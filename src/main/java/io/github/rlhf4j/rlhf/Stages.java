@@ -467,7 +467,7 @@ public final class Stages {
     private static Optimized optimized(ShardedStore[] built, ParameterStore store, Optimized.Settings settings,
                                        RunOptions run, int zero, boolean offload) {
         if (built[0] == null) return new Optimized(store, settings, run.comm(), zero, offload);
-        Optimized opt = new Optimized(built[0], store, settings, run.comm(), offload);
+        Optimized opt = new Optimized(built[0], settings, run.comm(), offload);
         built[0] = null;
         return opt;
     }

@@ -43,6 +43,29 @@ record Cli(int exit, String out, String err) {
         return run(args.toArray(String[]::new));
     }
 
+    /**
+     * {@code bin/rlhf4j ARGS --deployment-type single_node --num-gpus ranks} in a child JVM (which starts
+     * {@code mpirun} itself), run in {@code dir}, its output into {@code log}, with the Open MPI settings a root
+     * container and the shared 2-core machine need.
+     */
+    static ProcessBuilder singleNode(java.util.List<String> args, int ranks, java.nio.file.Path log,
+                                     java.nio.file.Path dir) {
+        java.util.List<String> cmd = new java.util.ArrayList<>(java.util.List.of(
+                java.nio.file.Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                Main.class.getName()));
+        cmd.addAll(args);
+        cmd.addAll(java.util.List.of("--deployment-type", "single_node", "--num-gpus", Integer.toString(ranks)));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile())
+                .directory(dir.toFile());
+        java.util.Map<String, String> env = pb.environment();
+        env.put("OMPI_ALLOW_RUN_AS_ROOT", "1");
+        env.put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        env.put("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+        env.put("RLHF4J_MPIRUN_OPTS", "--oversubscribe");
+        return pb;
+    }
+
     static Cli run(String... args) {
         return piped("", args);
     }

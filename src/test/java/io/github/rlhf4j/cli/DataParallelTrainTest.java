@@ -13,7 +13,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -92,20 +91,9 @@ class DataParallelTrainTest {
 
     /** {@code train ... --deployment-type single_node --num-gpus 2} in a child JVM, its output in {@code log}. */
     Process startDataParallel(Path out, Path log, int steps, String... extra) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                Main.class.getName()));
-        cmd.addAll(train(init, hh, out, 2, steps));
-        cmd.addAll(List.of("--deployment-type", "single_node", "--num-gpus", "2"));
-        cmd.addAll(List.of(extra));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile())
-                .directory(tmp.toFile());
-        Map<String, String> env = pb.environment();
-        env.put("OMPI_ALLOW_RUN_AS_ROOT", "1");
-        env.put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-        env.put("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
-        env.put("RLHF4J_MPIRUN_OPTS", "--oversubscribe");
-        return pb.start();
+        List<String> args = new ArrayList<>(train(init, hh, out, 2, steps));
+        args.addAll(List.of(extra));
+        return Cli.singleNode(args, 2, log, tmp).start();
     }
 
     String runDataParallel(Path out, String name, int steps, String... extra) throws Exception {

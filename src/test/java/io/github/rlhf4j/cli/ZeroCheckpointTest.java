@@ -91,20 +91,9 @@ class ZeroCheckpointTest {
 
     /** {@code train ... --deployment-type single_node --num-gpus ranks} in a child JVM; its output. */
     static String ranks(int ranks, Path out, Path logDir, String name, String... extra) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                Main.class.getName()));
-        cmd.addAll(train(out, extra));
-        cmd.addAll(List.of("--deployment-type", "single_node", "--num-gpus", Integer.toString(ranks)));
         Path log = logDir.resolve(name + ".log");
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile())
-                .directory(logDir.toFile());
-        Map<String, String> env = pb.environment();
-        env.put("OMPI_ALLOW_RUN_AS_ROOT", "1");
-        env.put("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-        env.put("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
-        env.put("RLHF4J_MPIRUN_OPTS", "--oversubscribe");
-        env.put("OMP_NUM_THREADS", "1"); // the ranks share 2 cores; every run alike, so their bytes compare
+        ProcessBuilder pb = Cli.singleNode(train(out, extra), ranks, log, logDir);
+        pb.environment().put("OMP_NUM_THREADS", "1"); // the ranks share 2 cores; every run alike, so their bytes compare
         Process p = pb.start();
         assertTrue(p.waitFor(300, TimeUnit.SECONDS), name + ": the run did not finish");
         String text = Files.readString(log);

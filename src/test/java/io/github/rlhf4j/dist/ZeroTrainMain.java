@@ -81,7 +81,7 @@ public final class ZeroTrainMain {
                         java.util.Set.of());
             }
             try (store;
-                 Optimized opt = built != null ? new Optimized(built, store, settings, comm, false)
+                 Optimized opt = built != null ? new Optimized(built, settings, comm, false)
                          : new Optimized(store, settings, comm, stage, option.equals("offload"))) {
                 model.train(true);
                 int rows = GLOBAL_BATCH / world;
