@@ -1,6 +1,7 @@
 package io.github.rlhf4j.cli;
 
 import io.github.rlhf4j.rlhf.PpoMath;
+import io.github.rlhf4j.rlhf.RlhfEngine;
 import io.github.rlhf4j.rlhf.Stages;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -110,6 +111,13 @@ final class Ppo implements Callable<Integer> {
                 + "the CPU (their forwards run there) while the actor and critic train on the GPU.")
         boolean offloadReferenceModel;
 
+        @Option(names = "--hybrid-engine", defaultValue = "auto", paramLabel = "auto|on|off",
+                description = "At --actor-zero-stage 3, how the actor generates (DS-Chat's --enable_hybrid_engine): "
+                        + "on gathers it whole once per generation phase; off gathers each layer for each token, one "
+                        + "layer whole at a time; auto gathers whole when every rank has room for it (default: "
+                        + "${DEFAULT-VALUE}).")
+        String hybridEngine;
+
         @Option(names = "--actor-lora-dim", defaultValue = "0", paramLabel = "R",
                 description = "Rank of the actor's LoRA adapters (0: no LoRA; default: ${DEFAULT-VALUE}).")
         int actorLoraDim;
@@ -190,10 +198,17 @@ final class Ppo implements Callable<Integer> {
             if (generationBatches < 1)
                 throw new CommandLine.ParameterException(cmd, "--generation-batches " + generationBatches
                         + " must be >= 1");
+            RlhfEngine.HybridEngine hybrid = switch (hybridEngine.toLowerCase(java.util.Locale.ROOT)) {
+                case "auto" -> RlhfEngine.HybridEngine.AUTO;
+                case "on" -> RlhfEngine.HybridEngine.ON;
+                case "off" -> RlhfEngine.HybridEngine.OFF;
+                default -> throw new CommandLine.ParameterException(cmd, "--hybrid-engine " + hybridEngine
+                        + ": expected auto, on or off");
+            };
             return new Stages.PpoSettings(d, actor, critic, maxPromptSeqLen, maxAnswerSeqLen, training.training(100),
                     actorLr, criticLr, actorWeightDecay, criticWeightDecay, ppoEpochs, enableEma, unsupervised,
                     unsupCoef, temperature, topP, PpoMath.KL_CTL, out, metrics, actorOptions(cmd), criticOptions(cmd),
-                    generationBatches, offloadReferenceModel);
+                    generationBatches, offloadReferenceModel, hybrid);
         }
     }
 }

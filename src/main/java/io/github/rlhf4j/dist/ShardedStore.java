@@ -27,7 +27,8 @@ import java.util.Map;
  *   <li>Parameters (stage 3): the partition's ({@link #partitionData}). A group's whole parameters are an evictable
  *   buffer whose refill all-gathers them from the partitions, on the first use of any of its parameters: a layer's
  *   just before its forward and again before its backward (each time released after), the embeddings and heads at
- *   their first use, kept until the step. {@link #gathered} keeps everything whole for a while (generation, saves).</li>
+ *   their first use, kept until the step. {@link #gathered} keeps everything whole for a while (generation), and
+ *   {@link #walk} takes the groups one at a time in a given order (saves and loads).</li>
  * </ul>
  * Every gather and reduce-scatter is a collective, so every rank must run the same forwards and backwards in the same
  * order, as data-parallel training does. Collectives run on the compute stream, one at a time: there is no prefetch of
@@ -46,6 +47,7 @@ public final class ShardedStore implements AutoCloseable {
     private final Map<Transformer, Map<Integer, Integer>> layerGroups = new HashMap<>();
     private final Map<String, Integer> lastOfGroup = new HashMap<>(); // a group's last parameter, for loading
     private int pinned;
+    private Walk walk; // the walk under way: no group but its current one may be gathered
 
     /**
      * Partitions {@code store} over {@code comm}'s ranks at ZeRO {@code stage}. A frozen (inference-only) store takes
@@ -99,7 +101,12 @@ public final class ShardedStore implements AutoCloseable {
                 dataGroups = new Tensor[groups];
                 for (int g = 0; g < groups; g++) {
                     int gg = g;
-                    dataGroups[g] = scope.evictable(DType.F32, length(g), t -> comm.allGather(partData(gg), t));
+                    dataGroups[g] = scope.evictable(DType.F32, length(g), t -> {
+                        if (walk != null && walk.current != gg) // a collective the other ranks would not enter
+                            throw new IllegalStateException("layer group " + gg + " was read outside the order of "
+                                    + walk.what + " (at group " + walk.current + ")");
+                        comm.allGather(partData(gg), t);
+                    });
                 }
             } else {
                 partData = null;
@@ -349,14 +356,101 @@ public final class ShardedStore implements AutoCloseable {
         };
     }
 
+    /** Stage 3: the bytes a {@link #gathered} would bring in now (the groups not resident); 0 below stage 3. */
+    public long bytesToGather() {
+        long n = 0;
+        if (dataGroups != null) for (Tensor t : dataGroups) if (!t.isResident()) n += t.numel() * t.dtype().size;
+        return n;
+    }
+
     /**
-     * Stage 3, inside {@link #gathered}: this rank's slice of every gathered group, as it is now (a load wrote into
-     * the whole parameters), into its partition, so it outlives the guard. Stage 2 keeps them whole: nothing to do.
+     * Stage 3: a walk over parameters {@code names} in that order (a save reading them, a load writing them) that
+     * holds one group whole at a time: {@link Walk#at} gathers a parameter's group (a collective) and gives back the
+     * group before it; with {@code keep}, this rank first keeps its slice of a group it leaves in its partition (a
+     * load wrote into it). Every rank walks the same names: the rank that reads or writes calls {@code at} before
+     * each parameter, and the others (and that one, after a failure) let {@link Walk#finish} run the same gathers.
+     * While it is open, gathering any other group throws rather than leave the other ranks waiting in a collective.
+     * Null below stage 3, where the parameters are whole already.
      */
-    public void keepGathered() {
-        if (dataGroups == null) return;
-        if (pinned == 0) throw new IllegalStateException("keepGathered: the parameters are not gathered (gathered())");
-        for (int g = 0; g < dataGroups.length; g++) keepGroup(g);
+    public Walk walk(java.util.List<String> names, boolean keep, String what) {
+        if (dataGroups == null) return null;
+        if (walk != null) throw new IllegalStateException(what + ": " + walk.what + " is under way");
+        Map<String, Long> offsets = new HashMap<>();
+        for (ParameterStore.Entry e : store.entries()) offsets.put(e.name(), e.offset());
+        int[] groups = new int[names.size()];
+        for (int i = 0; i < groups.length; i++) {
+            Long o = offsets.get(names.get(i));
+            if (o == null) throw new IllegalArgumentException(what + ": no parameter '" + names.get(i) + "' in the store");
+            groups[i] = store.groupOf(o);
+        }
+        walk = new Walk(names.toArray(String[]::new), groups, keep, what);
+        return walk;
+    }
+
+    /** A walk over the parameters a group at a time ({@link #walk}); closing it finishes it. */
+    public final class Walk implements AutoCloseable {
+        private final String[] names;
+        private final int[] groups;
+        private final boolean keep;
+        private final String what;
+        private int pos = -1, current = -1;
+        private boolean finished;
+
+        private Walk(String[] names, int[] groups, boolean keep, String what) {
+            this.names = names;
+            this.groups = groups;
+            this.keep = keep;
+            this.what = what;
+        }
+
+        /**
+         * Before parameter {@code name} is read or written: its group whole on every rank. Names are taken in the
+         * walk's order; one skipped over still has its group gathered, as the other ranks do.
+         */
+        public void at(String name) {
+            if (finished) throw new IllegalStateException(what + ": the walk is finished");
+            if (pos >= 0 && names[pos].equals(name)) return;
+            int i = pos + 1;
+            while (i < names.length && !names[i].equals(name)) i++;
+            if (i == names.length)
+                throw new IllegalStateException(what + ": parameter '" + name + "' is not ahead in the walk's order");
+            for (int k = pos + 1; k <= i; k++) enter(groups[k]);
+            pos = i;
+        }
+
+        private void enter(int g) {
+            if (g == current) return;
+            leave();
+            current = g;
+            try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+                touch(dataGroups[g]);
+            }
+        }
+
+        private void leave() {
+            if (current < 0) return;
+            if (keep) keepGroup(current);
+            if (pinned == 0) dataGroups[current].evict();
+            current = -1;
+        }
+
+        /** Runs the gathers of every parameter not visited yet, then gives the last group back (kept first). */
+        public void finish() {
+            if (finished) return;
+            try {
+                for (int k = pos + 1; k < names.length; k++) enter(groups[k]);
+                pos = names.length - 1;
+                leave();
+            } finally {
+                finished = true;
+                walk = null;
+            }
+        }
+
+        @Override
+        public void close() {
+            finish();
+        }
     }
 
     /** Closes what {@code holder[0]} holds when it closes, if anything still does (a build that no optimizer took). */

@@ -362,6 +362,27 @@ public final class HfModel implements AutoCloseable {
      */
     public static void save(Module model, ConfigJson config, Path out, Path sideFilesFrom, DType dtype,
                             long maxShardBytes) {
+        save(model, config, out, sideFilesFrom, dtype, maxShardBytes, null);
+    }
+
+    /**
+     * The parameters a {@link #save} reads, in the order it reads them: every parameter by name order, less the
+     * LoRA adapters when they are fused into their weights.
+     */
+    public static List<String> saveOrder(Module model) {
+        boolean fusing = !Lora.adaptedWeights(model).isEmpty();
+        List<String> out = new ArrayList<>();
+        for (String n : model.namedParameters().keySet()) if (!fusing || !Lora.isLoraParameter(n)) out.add(n);
+        return out;
+    }
+
+    /**
+     * {@link #save(Module, ConfigJson, Path, Path, DType, long)}, telling {@code beforeEach} (when not null) each
+     * parameter's name just before its values are read, in {@link #saveOrder}: ZeRO stage 3 gathers its layer group
+     * there, so that a save holds one group whole at a time.
+     */
+    public static void save(Module model, ConfigJson config, Path out, Path sideFilesFrom, DType dtype,
+                            long maxShardBytes, java.util.function.Consumer<String> beforeEach) {
         if (!dtype.isFloatingPoint() || dtype == DType.F64)
             throw new IllegalArgumentException("save: dtype must be F32, BF16 or F16, not " + dtype);
         Path abs = out.toAbsolutePath().normalize();
@@ -390,8 +411,11 @@ public final class HfModel implements AutoCloseable {
             // a fixed order (Map.of's changes from JVM to JVM): the same weights give the same bytes
             Map<String, String> meta = new java.util.TreeMap<>(Map.of("format", "pt", "producer",
                     "rlhf4j " + Rlhf4j.version()));
-            BiFunction<String, Tensor, Tensor> content = fused.isEmpty() ? null
-                    : (name, t) -> fused.containsKey(name) ? fused.get(name).fusedWeight() : t;
+            BiFunction<String, Tensor, Tensor> content = fused.isEmpty() && beforeEach == null ? null
+                    : (name, t) -> {
+                        if (beforeEach != null) beforeEach.accept(name);
+                        return fused.containsKey(name) ? fused.get(name).fusedWeight() : t;
+                    };
             if (shards.size() == 1) {
                 Safetensors.write(tmp.resolve("model.safetensors"), shards.get(0), dtype, meta, content);
             } else {

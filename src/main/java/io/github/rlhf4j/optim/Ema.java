@@ -23,6 +23,21 @@ public final class Ema implements AutoCloseable {
         shadow.copyFromTensor(source, false);
     }
 
+    /**
+     * Keeps the average in {@code shadow}, the caller's buffer of {@code source}'s shape (the flat store of a model
+     * that the average is saved as, or its ZeRO-3 partition), starting it at the current values of {@code source}.
+     */
+    public Ema(Tensor source, Tensor shadow) {
+        if (!java.util.Arrays.equals(source.shape(), shadow.shape()) || shadow.dtype() != DType.F32
+                || !source.device().equals(shadow.device()))
+            throw new IllegalArgumentException("EMA shadow " + shadow.describe() + " does not match its source "
+                    + source.describe());
+        this.source = source;
+        this.scope = null;
+        this.shadow = shadow;
+        shadow.copyFromTensor(source, false);
+    }
+
     /** ema = beta * ema + (1 - beta) * source. */
     public void update(double beta) {
         if (!(beta >= 0 && beta <= 1)) throw new IllegalArgumentException("EMA beta = " + beta + " must be in [0, 1]");
@@ -36,6 +51,6 @@ public final class Ema implements AutoCloseable {
 
     @Override
     public void close() {
-        scope.close();
+        if (scope != null) scope.close(); // a shadow of the caller's is the caller's to free
     }
 }

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.github.rlhf4j.Rlhf4j;
 import io.github.rlhf4j.dist.Communicator;
+import io.github.rlhf4j.dist.ShardedStore;
 import io.github.rlhf4j.model.ConfigJson;
 import io.github.rlhf4j.model.HfModel;
 import io.github.rlhf4j.model.ModelFormatException;
@@ -249,18 +250,36 @@ public final class Checkpoint {
     }
 
     /**
-     * {@link #loadModel(String, Module)} into a model that {@code owner} trains. At ZeRO stage 3 its parameters live
-     * in the ranks' partitions: every rank (a collective) gathers them, loads the whole weights into them, and keeps
-     * its own slices in its partition; at other stages (or with {@code owner} null) a plain load.
+     * {@link #loadModel(String, Module)} into a model that {@code owner} trains: at ZeRO stage 3 a group at a time,
+     * as {@link #loadModel(String, Module, ShardedStore)} says; at other stages (or with {@code owner} null) a plain
+     * load.
      */
     public void loadModel(String name, Module model, Optimized owner) {
-        if (owner == null || owner.zeroStage() < 3) {
+        loadModel(name, model, owner == null ? null : owner.partitionedParameters());
+    }
+
+    /**
+     * {@link #loadModel(String, Module)} into a model whose parameters {@code partitioned} holds (null: whole). At
+     * ZeRO stage 3 they live in the ranks' partitions: every rank (a collective) walks the layer groups, each
+     * gathered, written with the checkpoint's values and this rank's slice of it kept in its partition before the
+     * next ({@link ShardedStore#walk}), so a resume never holds the whole model either.
+     */
+    public void loadModel(String name, Module model, ShardedStore partitioned) {
+        if (partitioned == null) {
             loadModel(name, model);
             return;
         }
-        try (var whole = owner.gathered(); Autograd.NoGrad ignored = Autograd.noGrad()) {
-            loadModel(name, model);
-            owner.keepGathered(); // the gathered values are given back when the guard closes
+        Map<String, io.github.rlhf4j.nn.Parameter> params = model.namedParameters();
+        try (Safetensors st = Safetensors.open(dir.resolve(name).resolve("model.safetensors"));
+             Safetensors ls = loraState(name, model);
+             Autograd.NoGrad ignored = Autograd.noGrad();
+             ShardedStore.Walk walk = partitioned.walk(List.copyOf(params.keySet()), true, "the load of model '"
+                     + name + "' from " + dir)) {
+            java.util.Set<String> owned = loraOwned(model);
+            for (var e : params.entrySet()) {
+                walk.at(e.getKey());
+                (owned.contains(e.getKey()) ? ls : st).read(e.getKey(), e.getValue().value());
+            }
         }
     }
 
@@ -474,26 +493,50 @@ public final class Checkpoint {
 
         /**
          * {@link #model(String, Module, ConfigJson, Path)} of a model that {@code owner} trains: at ZeRO stage 3
-         * every rank gathers its parameters around rank 0's write ({@link Optimized#gathered}, a collective).
+         * every rank walks its layer groups with rank 0's write ({@link Optimized#partitionedParameters}).
          */
         public void model(String name, Module model, ConfigJson config, Path sideFiles, Optimized owner) {
-            whole(owner, () -> model(name, model, config, sideFiles));
+            model(name, model, config, sideFiles, owner == null ? null : owner.partitionedParameters());
+        }
+
+        /**
+         * {@link #model(String, Module, ConfigJson, Path)} of a model whose parameters {@code partitioned} holds
+         * (null: whole): at ZeRO stage 3 every rank walks its layer groups with rank 0's write, one group whole at a
+         * time ({@link ShardedStore#walk}, a collective).
+         */
+        public void model(String name, Module model, ConfigJson config, Path sideFiles, ShardedStore partitioned) {
+            if (partitioned == null) {
+                model(name, model, config, sideFiles);
+                return;
+            }
+            agree("write model '" + name + "'", () -> writeModel(name, model, config, sideFiles, partitioned));
         }
 
         private void writeModel(String name, Module model, ConfigJson config, Path sideFiles) {
-            HfModel.save(model, config, tmp.resolve(name), sideFiles, DType.F32, Long.MAX_VALUE);
+            writeModel(name, model, config, sideFiles, null);
+        }
+
+        /** Rank 0 writes; at ZeRO stage 3 ({@code partitioned} not null) every rank walks the groups with it. */
+        private void writeModel(String name, Module model, ConfigJson config, Path sideFiles, ShardedStore partitioned) {
+            walked(partitioned, HfModel.saveOrder(model), rank() == 0, "the save of model '" + name + "'",
+                    at -> HfModel.save(model, config, tmp.resolve(name), sideFiles, DType.F32, Long.MAX_VALUE, at));
             java.util.Set<String> owned = loraOwned(model);
             if (owned.isEmpty()) return;
             Map<String, Tensor> raw = new LinkedHashMap<>();
             Map<String, io.github.rlhf4j.nn.Parameter> params = model.namedParameters();
             for (String n : owned) raw.put(n, params.get(n).value());
-            try {
-                Safetensors.write(tmp.resolve(name).resolve(LORA_STATE), raw, DType.F32,
-                        Map.of("format", "rlhf4j-lora"));
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot write LoRA state to " + tmp.resolve(name) + ": "
-                        + e.getMessage(), e);
-            }
+            walked(partitioned, List.copyOf(owned), rank() == 0, "the save of model '" + name + "''s LoRA state", at -> {
+                try {
+                    Safetensors.write(tmp.resolve(name).resolve(LORA_STATE), raw, DType.F32,
+                            Map.of("format", "rlhf4j-lora"), (n, t) -> {
+                                at.accept(n);
+                                return t;
+                            });
+                } catch (IOException e) {
+                    throw new UncheckedIOException("cannot write LoRA state to " + tmp.resolve(name) + ": "
+                            + e.getMessage(), e);
+                }
+            });
         }
 
         /**
@@ -635,20 +678,20 @@ public final class Checkpoint {
     }
 
     /**
-     * Runs {@code work} with {@code owner}'s parameters whole on every rank ({@link Optimized#gathered}: at ZeRO
-     * stage 3 a collective that every rank enters; else nothing); {@code owner} null: just runs it.
+     * Runs {@code work} (when {@code here}), which reads or writes parameters {@code names} of {@code partitioned}
+     * in that order and calls the consumer it is given before each: at ZeRO stage 3 every rank walks the layer
+     * groups with it, one whole at a time ({@link ShardedStore#walk}, a collective; a rank that does not work, or
+     * fails, runs the walk's gathers alone); {@code partitioned} null: just the work, the parameters being whole.
      */
-    static void whole(Optimized owner, Runnable work) {
-        if (owner == null) {
-            work.run();
+    static void walked(ShardedStore partitioned, List<String> names, boolean here, String what,
+                       java.util.function.Consumer<java.util.function.Consumer<String>> work) {
+        ShardedStore.Walk walk = partitioned == null ? null : partitioned.walk(names, false, what);
+        if (walk == null) {
+            if (here) work.accept(n -> {});
             return;
         }
-        try (AutoCloseable ignored = owner.gathered()) {
-            work.run();
-        } catch (RuntimeException e) {
-            throw e;
-        } catch (Exception e) {
-            throw new IllegalStateException("cannot release the gathered parameters: " + e.getMessage(), e);
+        try (walk) {
+            if (here) work.accept(walk::at);
         }
     }
 

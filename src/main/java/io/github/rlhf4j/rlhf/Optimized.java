@@ -175,21 +175,6 @@ public final class Optimized implements AutoCloseable {
         }
     }
 
-    /** The inverse of {@link #gatherWhole}: this rank's part of {@code whole} into {@code target} (a resume). */
-    public void scatterWhole(Tensor whole, Tensor target) {
-        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
-            if (sharded != null && sharded.stage() == 3) sharded.takePartition(whole, target);
-            else target.copyFromTensor(whole, false);
-        }
-    }
-
-    /** How generation runs: at ZeRO stage 3 the actor is gathered whole once per generation phase. */
-    public String generationMode() {
-        return sharded != null && sharded.stage() == 3
-                ? "ZeRO-3 hybrid: parameters gathered whole once per generation phase, released after"
-                : "parameters whole on every rank";
-    }
-
     /** The communicator of a data-parallel run (null for one process). */
     public Communicator communicator() {
         return comm;
@@ -206,12 +191,11 @@ public final class Optimized implements AutoCloseable {
     }
 
     /**
-     * Inside {@link #gathered} at ZeRO stage 3: this rank's slices of the parameters, as they are now (a checkpoint
-     * loaded into them), into its partition, so they outlive the guard. Elsewhere the parameters are the store's
-     * own and there is nothing to do.
+     * At ZeRO stage 3 the partitioned store of its parameters (a save or load walks it a group at a time,
+     * {@link ShardedStore#walk}); else null: the parameters are whole on every rank.
      */
-    public void keepGathered() {
-        if (sharded != null) sharded.keepGathered();
+    public ShardedStore partitionedParameters() {
+        return sharded != null && sharded.stage() == 3 ? sharded : null;
     }
 
     /**

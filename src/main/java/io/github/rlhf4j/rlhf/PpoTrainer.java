@@ -136,8 +136,8 @@ public class PpoTrainer {
         var gen = config.generation().withSeed(config.generation().seed() + experiences++);
         Generator.Result r;
         // ZeRO-3: gather the actor once for the whole generation phase, not every layer at every token (DeepSpeed's
-        // Hybrid Engine); a no-op at other stages
-        try (var whole = engine.actorOptimizer().gathered()) {
+        // Hybrid Engine), when it fits; a no-op at other stages
+        try (var whole = engine.forGeneration()) {
             r = new Generator(engine.actor()).generate(ragged, gen, null);
         }
         charge(0, t0);

@@ -3,6 +3,7 @@ package io.github.rlhf4j.rlhf;
 import io.github.rlhf4j.model.CausalLM;
 import io.github.rlhf4j.model.RewardModel;
 import io.github.rlhf4j.nn.ParameterStore;
+import io.github.rlhf4j.dist.ShardedStore;
 import io.github.rlhf4j.optim.Ema;
 
 /**
@@ -16,8 +17,22 @@ public final class RlhfEngine implements AutoCloseable {
     private final RewardModel critic, reward;
     private final Optimized actorOptimizer, criticOptimizer;
     private final ParameterStore referenceStore, rewardStore;
-    private final io.github.rlhf4j.dist.ShardedStore referenceShards, rewardShards; // null: whole on every rank
+    private final ShardedStore referenceShards, rewardShards; // null: whole on every rank
     private final Ema actorEma;
+    private HybridEngine hybridEngine = HybridEngine.AUTO;
+    private String generationMode;
+
+    /**
+     * A frozen (inference-only) model's parameters as built: its store, and when it is partitioned over the ranks
+     * (ZeRO-3 inference) the {@link ShardedStore} that holds them, else null. The engine closes both.
+     */
+    public record Frozen(ParameterStore store, ShardedStore shards) {
+        public Frozen {
+            if (store == null) throw new IllegalArgumentException("a frozen model needs its store");
+            if (shards != null && shards.store() != store)
+                throw new IllegalArgumentException("the partitioned store is not the frozen model's");
+        }
+    }
 
     /**
      * @param referenceStore the reference's (inference-only) store, closed with the engine
@@ -31,6 +46,20 @@ public final class RlhfEngine implements AutoCloseable {
     public RlhfEngine(CausalLM actor, Optimized actorOptimizer, CausalLM reference, ParameterStore referenceStore,
                       RewardModel critic, Optimized criticOptimizer, RewardModel reward, ParameterStore rewardStore,
                       boolean enableEma) {
+        this(actor, actorOptimizer, reference, new Frozen(referenceStore, partitionFrozen(referenceStore, actorOptimizer)),
+                critic, criticOptimizer, reward, new Frozen(rewardStore, partitionFrozen(rewardStore, criticOptimizer)),
+                enableEma ? new Ema(actorOptimizer.emaSource()) : null);
+    }
+
+    /**
+     * The four models as built, the frozen ones possibly built partitioned already (ZeRO-3's {@code zero.Init}:
+     * {@link ShardedStore} over a laid-out store), and the actor's EMA (null: none), which must average
+     * {@code actorOptimizer.emaSource()}: its shadow can be the flat store, or at ZeRO stage 3 the partition, of a
+     * model of the actor's layout, which then saves and loads like any model. The engine closes what it is given,
+     * the EMA's shadow excepted when it is the caller's.
+     */
+    public RlhfEngine(CausalLM actor, Optimized actorOptimizer, CausalLM reference, Frozen referenceModel,
+                      RewardModel critic, Optimized criticOptimizer, RewardModel reward, Frozen rewardModel, Ema actorEma) {
         if (!actor.config().equals(reference.config()))
             throw new IllegalArgumentException("actor and reference must share a config");
         if (!critic.config().equals(reward.config()))
@@ -38,23 +67,93 @@ public final class RlhfEngine implements AutoCloseable {
         this.actor = actor;
         this.actorOptimizer = actorOptimizer;
         this.reference = reference;
-        this.referenceStore = referenceStore;
+        this.referenceStore = referenceModel.store();
         this.critic = critic;
         this.criticOptimizer = criticOptimizer;
         this.reward = reward;
-        this.rewardStore = rewardStore;
-        this.actorEma = enableEma ? new Ema(actorOptimizer.emaSource()) : null;
-        this.referenceShards = partitionFrozen(referenceStore, actorOptimizer);
-        this.rewardShards = partitionFrozen(rewardStore, criticOptimizer);
+        this.rewardStore = rewardModel.store();
+        this.actorEma = actorEma;
+        this.referenceShards = referenceModel.shards();
+        this.rewardShards = rewardModel.shards();
     }
 
-    private static io.github.rlhf4j.dist.ShardedStore partitionFrozen(ParameterStore frozen, Optimized trained) {
-        io.github.rlhf4j.dist.Communicator comm = trained.communicator();
-        if (trained.zeroStage() != 3 || comm == null || !comm.reaches(frozen.device())) return null;
-        ParameterStore.Layout layout = frozen.layout();
-        if (!layout.groupByLayer() || layout.flatMultiple() % io.github.rlhf4j.dist.Zero.flatMultiple(comm.worldSize()) != 0)
-            return null;
-        return new io.github.rlhf4j.dist.ShardedStore(frozen, comm, 3);
+    /**
+     * A frozen model's store partitioned over {@code trained}'s ranks when that model trains at ZeRO stage 3 and the
+     * store is on a device its communicator reaches, laid out for it; else null (kept whole on every rank).
+     */
+    public static ShardedStore partitionFrozen(ParameterStore frozen, Optimized trained) {
+        return partitionsFrozen(trained.zeroStage(), trained.communicator(), frozen.device(), frozen.layout())
+                ? new ShardedStore(frozen, trained.communicator(), 3) : null;
+    }
+
+    /**
+     * Whether a frozen model on {@code device}, laid out as {@code layout}, is partitioned beside a model trained at
+     * ZeRO {@code zeroStage} over {@code comm} (DeepSpeed-Chat's ZeRO-3 inference for the reference and reward
+     * models): the stage is 3, the communicator reaches {@code device}, and the layout puts every layer group on the
+     * partitions' multiple.
+     */
+    public static boolean partitionsFrozen(int zeroStage, io.github.rlhf4j.dist.Communicator comm,
+                                           io.github.rlhf4j.runtime.Device device, ParameterStore.Layout layout) {
+        return zeroStage == 3 && comm != null && comm.reaches(device) && layout.groupByLayer()
+                && layout.flatMultiple() % io.github.rlhf4j.dist.Zero.flatMultiple(comm.worldSize()) == 0;
+    }
+
+    /**
+     * How the actor generates when it trains at ZeRO stage 3: DeepSpeed's Hybrid Engine (DS-Chat's
+     * {@code --enable_hybrid_engine}) or not. {@code ON} gathers its parameters whole once per generation phase and
+     * gives them back after; {@code OFF} leaves them partitioned, so that every forward (one per generated token)
+     * gathers each layer in turn: one layer whole at a time, for a layer's all-gather per layer per token;
+     * {@code AUTO} gathers whole when every rank has room for the whole actor beside what it holds, with an eighth of
+     * the device spare for the generation itself (the ranks agree, as their collectives must match), else runs
+     * layer by layer.
+     */
+    public enum HybridEngine { AUTO, ON, OFF }
+
+    /** Sets how the actor generates at ZeRO stage 3 ({@link HybridEngine}; {@code AUTO} unless set). */
+    public void hybridEngine(HybridEngine mode) {
+        this.hybridEngine = java.util.Objects.requireNonNull(mode, "hybrid engine mode");
+    }
+
+    /**
+     * For a generation phase: the actor's parameters as {@link HybridEngine} says, until the guard closes (at ZeRO
+     * stage 3 a collective: every rank calls it at the same point). {@link #generationMode} says which ran.
+     */
+    public ShardedStore.Whole forGeneration() {
+        ShardedStore shards = actorOptimizer.partitionedParameters();
+        if (shards == null) {
+            generationMode = "parameters whole on every rank";
+            return () -> {};
+        }
+        String why = switch (hybridEngine) {
+            case ON -> "--hybrid-engine on";
+            case OFF -> null;
+            case AUTO -> roomForTheWholeActor(shards);
+        };
+        if (why == null || why.startsWith("no room")) {
+            generationMode = "ZeRO-3, layer by layer: each layer gathered for each forward, one whole at a time ("
+                    + (why == null ? "--hybrid-engine off" : why) + ")";
+            return () -> {};
+        }
+        generationMode = "ZeRO-3 hybrid: parameters gathered whole once per generation phase, released after (" + why + ")";
+        return shards.gathered();
+    }
+
+    /** "no room ..." naming a rank that lacks it, else why the whole actor fits; agreed over the ranks. */
+    private String roomForTheWholeActor(ShardedStore shards) {
+        io.github.rlhf4j.runtime.Device.MemoryStats m = shards.store().device().memory();
+        long need = shards.bytesToGather(), free = m.total() - m.inUse() + m.cached() - m.total() / 8;
+        long[] all = actorOptimizer.communicator().allGather(free - need);
+        for (int r = 0; r < all.length; r++)
+            if (all[r] < 0)
+                return String.format(java.util.Locale.ROOT, "no room for the whole actor: rank %d lacks %.2f GiB",
+                        r, -all[r] / (double) (1L << 30));
+        return String.format(java.util.Locale.ROOT, "the whole actor, %.2f GiB more, fits every rank", need
+                / (double) (1L << 30));
+    }
+
+    /** How the last generation phase held the actor ({@link #forGeneration}); null before the first. */
+    public String generationMode() {
+        return generationMode;
     }
 
     /** How the frozen models are held: partitioned (ZeRO-3 inference) or whole on every rank. */

@@ -338,8 +338,10 @@ public final class Stages {
                               double criticWeightDecay, int ppoEpochs, boolean enableEma, Path unsupervisedDataset,
                               double unsupCoef, double temperature, double topP, double klCtl, Path out,
                               Path metrics, ModelOptions actorOptions, ModelOptions criticOptions,
-                              int generationBatches, boolean offloadReferenceModel) {
+                              int generationBatches, boolean offloadReferenceModel,
+                              RlhfEngine.HybridEngine hybridEngine) {
         public PpoSettings {
+            if (hybridEngine == null) hybridEngine = RlhfEngine.HybridEngine.AUTO;
             if (actorOptions == null) actorOptions = ModelOptions.NONE;
             if (criticOptions == null) criticOptions = ModelOptions.NONE;
             if (generationBatches < 1)
@@ -353,7 +355,20 @@ public final class Stages {
                            double unsupCoef, double temperature, double topP, double klCtl, Path out, Path metrics) {
             this(data, actor, critic, maxPromptSeqLen, maxAnswerSeqLen, training, actorLr, criticLr, actorWeightDecay,
                     criticWeightDecay, ppoEpochs, enableEma, unsupervisedDataset, unsupCoef, temperature, topP, klCtl,
-                    out, metrics, ModelOptions.NONE, ModelOptions.NONE, 1, false);
+                    out, metrics, ModelOptions.NONE, ModelOptions.NONE, 1, false, RlhfEngine.HybridEngine.AUTO);
+        }
+
+        /** The settings with the hybrid engine left to {@code AUTO}. */
+        public PpoSettings(Data data, Path actor, Path critic, int maxPromptSeqLen, int maxAnswerSeqLen,
+                           Training training, double actorLr, double criticLr, double actorWeightDecay,
+                           double criticWeightDecay, int ppoEpochs, boolean enableEma, Path unsupervisedDataset,
+                           double unsupCoef, double temperature, double topP, double klCtl, Path out, Path metrics,
+                           ModelOptions actorOptions, ModelOptions criticOptions, int generationBatches,
+                           boolean offloadReferenceModel) {
+            this(data, actor, critic, maxPromptSeqLen, maxAnswerSeqLen, training, actorLr, criticLr, actorWeightDecay,
+                    criticWeightDecay, ppoEpochs, enableEma, unsupervisedDataset, unsupCoef, temperature, topP, klCtl,
+                    out, metrics, actorOptions, criticOptions, generationBatches, offloadReferenceModel,
+                    RlhfEngine.HybridEngine.AUTO);
         }
 
         /** DS-Chat's step-3 defaults around the given paths: lr 9.65e-6 / 5e-6, cosine with 100 warm-up steps, 256 + 256. */
@@ -452,6 +467,36 @@ public final class Stages {
                                                                        ShardedStore[] built) {
         built[0] = new ShardedStore(store, run.comm(), 3);
         return built[0]::loaded;
+    }
+
+    /**
+     * A stage's Hugging Face output (sharded at {@link #SHARD}): rank 0 writes it; at ZeRO stage 3
+     * ({@code partitioned} not null) every rank walks the layer groups with the write, so that no rank holds the
+     * whole model ({@link ShardedStore#walk}). Every rank agrees on the outcome before the stage goes on.
+     */
+    private static void saveModel(RunOptions run, ShardedStore partitioned, io.github.rlhf4j.nn.Module model,
+                                  ConfigJson json, Path out, Path sideFiles) {
+        run.together("save " + out, () -> Checkpoint.walked(partitioned, HfModel.saveOrder(model), run.writes(),
+                "the save of " + out, at -> HfModel.save(model, json, out, sideFiles, DType.F32, SHARD, at)));
+    }
+
+    /**
+     * A frozen model of step 3 with its weights from {@code dir}: built partitioned over the ranks when the model
+     * trained beside it is at ZeRO stage 3 {@code zero} and can partition it ({@link RlhfEngine#partitionsFrozen}:
+     * DS-Chat's ZeRO-3 inference), each rank holding its slices and at most one layer group while loading; else
+     * allocated whole.
+     */
+    private static RlhfEngine.Frozen frozen(io.github.rlhf4j.nn.Module model, String basePrefix, Path dir, Device device,
+                                            ParameterStore.Layout layout, int zero, RunOptions run) {
+        if (!RlhfEngine.partitionsFrozen(zero, run.comm(), device, layout)) {
+            ParameterStore store = ParameterStore.allocate(model, device, DType.F32, 0, false, layout);
+            HfModel.loadWeights(model, basePrefix, dir, Set.of());
+            return new RlhfEngine.Frozen(store, null);
+        }
+        ParameterStore store = ParameterStore.layOut(model, device, DType.F32, 0, false, layout);
+        ShardedStore shards = new ShardedStore(store, run.comm(), 3);
+        HfModel.loadWeights(model, basePrefix, dir, Set.of(), shards::loaded);
+        return new RlhfEngine.Frozen(store, shards);
     }
 
     /** What the stage's first line says of a model built partitioned (ZeRO stage 3), else nothing. */
@@ -576,9 +621,7 @@ public final class Stages {
                 }
                 log.printf(Locale.ROOT, "step 1 eval: perplexity %.4f on %d samples%n", ppl, eval.size());
                 reportSkips(log, "step 1", steps, opt.skippedSteps(), opt.lastSkipReason());
-                run.together("save " + s.out(), () -> Checkpoint.whole(opt, () -> {
-                    if (run.writes()) HfModel.save(hf.model(), hf.configJson(), s.out(), s.model(), DType.F32, SHARD);
-                }));
+                saveModel(run, opt.partitionedParameters(), hf.model(), hf.configJson(), s.out(), s.model());
                 log.printf("step 1 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
                 StageCheckpoints.putDouble(result, "perplexity", ppl);
@@ -708,9 +751,7 @@ public final class Stages {
                 log.printf(Locale.ROOT, "step 2 eval: accuracy %.4f, chosen score %.4f, rejected score %.4f (%d pairs)%n",
                         ev.accuracy(), ev.chosenScore(), ev.rejectedScore(), ev.pairs());
                 reportSkips(log, "step 2", steps, opt.skippedSteps(), opt.lastSkipReason());
-                run.together("save " + s.out(), () -> Checkpoint.whole(opt, () -> {
-                    if (run.writes()) HfModel.save(rm, json, s.out(), s.model(), DType.F32, SHARD);
-                }));
+                saveModel(run, opt.partitionedParameters(), rm, json, s.out(), s.model());
                 log.printf("step 2 saved %s%n", s.out());
                 ObjectNode result = JSON.createObjectNode();
                 StageCheckpoints.putDouble(result, "accuracy", ev.accuracy());
@@ -791,29 +832,36 @@ public final class Stages {
             if (actorAdapters + criticAdapters > 0)
                 log.printf(Locale.ROOT, "step 3: LoRA on %d actor and %d critic layers%s%n", actorAdapters,
                         criticAdapters, s.actorOptions().onlyOptimizeLora() ? "; only the adapters train" : "");
-            ParameterStore actorStore = ParameterStore.allocate(actor, dev, DType.F32, 0, true,
-                    s.actorOptions().layout(run));
+            ParameterStore.Layout actorLayout = s.actorOptions().layout(run), criticLayout = s.criticOptions().layout(run);
             // --offload-reference-model: the two frozen models live and run on the CPU; only ids go there and only
             // [B, T] logprobs and [B] rewards come back (DS-Chat offloads the reference through ZeRO-Offload)
             Device frozenDev = s.offloadReferenceModel() ? Device.cpu() : dev;
             if (s.offloadReferenceModel() && dev.isCpu())
                 log.println("step 3: --offload-reference-model has nothing to do: every model already runs on the CPU");
-            // laid out as the model trained beside it: at ZeRO stage 3 the engine partitions it too, as DS-Chat does
-            ParameterStore refStore = ParameterStore.allocate(ref, frozenDev, DType.F32, 0, false,
-                    s.actorOptions().layout(run));
-            ParameterStore criticStore = ParameterStore.allocate(critic, dev, DType.F32, 0, true,
-                    s.criticOptions().layout(run));
-            ParameterStore rewardStore = ParameterStore.allocate(reward, frozenDev, DType.F32, 0, false,
-                    s.criticOptions().layout(run));
-            HfModel.loadWeights(actor, actorConfig.basePrefix(), s.actor(), Set.of());
-            HfModel.loadWeights(ref, actorConfig.basePrefix(), s.actor(), Set.of());
-            HfModel.loadWeights(critic, criticConfig.basePrefix(), s.critic(), Set.of());
-            HfModel.loadWeights(reward, criticConfig.basePrefix(), s.critic(), Set.of());
+            // at ZeRO stage 3 each model is built partitioned (zero.Init): laid out, this rank's slices allocated,
+            // its folder read a layer group at a time, so that none is ever whole on a device. The frozen ones are
+            // laid out as the model trained beside them and partitioned with it, as DS-Chat does (ZeRO-3 inference)
+            ShardedStore[] actorBuilt = {null}, criticBuilt = {null};
+            ParameterStore actorStore = actorZero == 3
+                    ? ParameterStore.layOut(actor, dev, DType.F32, 0, true, actorLayout)
+                    : ParameterStore.allocate(actor, dev, DType.F32, 0, true, actorLayout);
+            HfModel.loadWeights(actor, actorConfig.basePrefix(), s.actor(), Set.of(),
+                    actorZero == 3 ? partitionedBuild(actorStore, run, actorBuilt) : n -> {});
+            RlhfEngine.Frozen refModel = frozen(ref, actorConfig.basePrefix(), s.actor(), frozenDev, actorLayout,
+                    actorZero, run);
+            ParameterStore criticStore = criticZero == 3
+                    ? ParameterStore.layOut(critic, dev, DType.F32, 0, true, criticLayout)
+                    : ParameterStore.allocate(critic, dev, DType.F32, 0, true, criticLayout);
+            HfModel.loadWeights(critic, criticConfig.basePrefix(), s.critic(), Set.of(),
+                    criticZero == 3 ? partitionedBuild(criticStore, run, criticBuilt) : n -> {});
+            RlhfEngine.Frozen rewardModel = frozen(reward, criticConfig.basePrefix(), s.critic(), frozenDev,
+                    criticLayout, criticZero, run);
             actor.base().setGradientCheckpointing(s.actorOptions().gradientCheckpointing());
             critic.base().setGradientCheckpointing(s.criticOptions().gradientCheckpointing());
-            log.printf(Locale.ROOT, "step 3 (ppo): actor %s (%,d parameters), critic %s (%,d), %d prompts, %d steps, "
-                    + "on %s (reference and reward model on %s)%n", s.actor(), actorStore.parameterCount(), s.critic(),
-                    criticStore.parameterCount(), prompts.size(), steps, dev, frozenDev);
+            log.printf(Locale.ROOT, "step 3 (ppo): actor %s (%,d parameters%s), critic %s (%,d%s), %d prompts, %d steps, "
+                    + "on %s (reference and reward model on %s)%n", s.actor(), actorStore.parameterCount(),
+                    builtNote(actorZero, run), s.critic(), criticStore.parameterCount(), builtNote(criticZero, run),
+                    prompts.size(), steps, dev, frozenDev);
             GenerationConfig gen = new GenerationConfig(s.maxAnswerSeqLen(), true, s.temperature(), 0, s.topP(), 1.0,
                     new int[] {tok.eosId()}, pad, false, s.data().seed());
             PpoConfig ppo = PpoConfig.dsChat(gen).withKlCtl(s.klCtl()).withPpoEpochs(s.ppoEpochs())
@@ -823,22 +871,32 @@ public final class Stages {
             LrSchedule schedule = s.training().schedule(steps);
             PpoTrainer.Losses last;
             long skippedSteps;
-            // the EMA is saved through a model of the actor's config whose parameters get the shadow's values
+            Optimized actorOptimizer = optimized(actorBuilt, actorStore, new Optimized.Settings(s.actorLr(),
+                    s.actorWeightDecay(), schedule, 1.0, s.actorOptions().loraLr()), run, actorZero,
+                    s.actorOptions().offload(run));
+            Optimized criticOptimizer = optimized(criticBuilt, criticStore, new Optimized.Settings(s.criticLr(),
+                    s.criticWeightDecay(), schedule, 1.0, s.criticOptions().loraLr()), run, criticZero,
+                    s.criticOptions().offload(run));
+            // the EMA is a model of the actor's config and layout whose weights are the average itself: its flat
+            // store, or at ZeRO stage 3 its partition (then it is 1/N per rank, and saves a group at a time)
             CausalLM ema = s.enableEma() ? CausalLM.of(actorConfig) : null;
             if (ema != null) // the shadow mirrors the actor's flat layout, adapters included
                 new Lora.Config(s.actorOptions().loraDim(), s.actorOptions().loraFilter(actorConfig), false).applyTo(ema);
-            try (RlhfEngine engine = new RlhfEngine(actor,
-                    new Optimized(actorStore, new Optimized.Settings(s.actorLr(), s.actorWeightDecay(), schedule, 1.0,
-                            s.actorOptions().loraLr()), run.comm(), actorZero, s.actorOptions().offload(run)),
-                    ref, refStore, critic,
-                    new Optimized(criticStore, new Optimized.Settings(s.criticLr(), s.criticWeightDecay(), schedule, 1.0,
-                            s.criticOptions().loraLr()), run.comm(), criticZero, s.criticOptions().offload(run)),
-                    reward, rewardStore, s.enableEma());
-                 ParameterStore emaStore = ema == null ? null
-                         : ParameterStore.allocate(ema, dev, DType.F32, 0, false, s.actorOptions().layout(run))) {
+            ParameterStore emaStore = ema == null ? null : actorZero == 3
+                    ? ParameterStore.layOut(ema, dev, DType.F32, 0, false, actorLayout)
+                    : ParameterStore.allocate(ema, dev, DType.F32, 0, false, actorLayout);
+            ShardedStore emaShards = ema != null && actorZero == 3 ? new ShardedStore(emaStore, run.comm(), 3) : null;
+            try (RlhfEngine engine = new RlhfEngine(actor, actorOptimizer, ref, refModel, critic, criticOptimizer,
+                    reward, rewardModel, ema == null ? null : new io.github.rlhf4j.optim.Ema(
+                            actorOptimizer.emaSource(), emaShards != null ? emaShards.partitionData() : emaStore.data()));
+                 ParameterStore ignoredEmaStore = emaStore;
+                 ShardedStore ignoredEmaShards = emaShards) {
                 Optimized actorOpt = engine.actorOptimizer(), criticOpt = engine.criticOptimizer();
+                engine.hybridEngine(s.hybridEngine());
                 if (run.world() > 1)
-                    log.printf("step 3: generation: %s; %s%n", actorOpt.generationMode(), engine.frozenMode());
+                    log.printf("step 3: generation: %s; %s%n", actorZero == 3 ? "ZeRO-3, hybrid engine "
+                            + s.hybridEngine().name().toLowerCase(Locale.ROOT) + " (each phase's mode is logged when it "
+                            + "changes)" : "parameters whole on every rank", engine.frozenMode());
                 actorOpt.skipNonFiniteSteps(run.skipNonFinite());
                 criticOpt.skipNonFiniteSteps(run.skipNonFinite());
                 PpoTrainer trainer = new PpoTrainer(engine, ppo);
@@ -848,11 +906,7 @@ public final class Stages {
                     public void write(Checkpoint.Writer w, ObjectNode state) {
                         w.model("actor", actor, actorJson, s.actor(), actorOpt);
                         w.model("critic", critic, criticJson, s.critic(), criticOpt);
-                        if (ema != null) {
-                            // the shadow has the actor's layout; at ZeRO stage 3 it is partitioned (a collective)
-                            actorOpt.gatherWhole(engine.actorEma().shadow(), emaStore.data());
-                            w.model("actor_ema", ema, actorJson, s.actor());
-                        }
+                        if (ema != null) w.model("actor_ema", ema, actorJson, s.actor(), emaShards);
                         w.optimizer("actor", actorOpt);
                         w.optimizer("critic", criticOpt);
                         saveOptimizer(state, "actor", actorOpt);
@@ -895,10 +949,7 @@ public final class Stages {
                     public void restore(Checkpoint c) {
                         c.loadModel("actor", actor, actorOpt);
                         c.loadModel("critic", critic, criticOpt);
-                        if (ema != null) {
-                            c.loadModel("actor_ema", ema);
-                            actorOpt.scatterWhole(emaStore.data(), engine.actorEma().shadow()); // ZeRO-3: a slice
-                        }
+                        if (ema != null) c.loadModel("actor_ema", ema, emaShards); // the average itself
                         c.loadOptimizer("actor", actorOpt);
                         c.loadOptimizer("critic", criticOpt);
                         batches.seek(StageCheckpoints.getPosition(c, "data_position"));
@@ -926,6 +977,7 @@ public final class Stages {
                     List<Experience> pending = new ArrayList<>();
                     List<LmBatch> pendingUnsup = new ArrayList<>();
                     boolean saveDue = false;
+                    String generationMode = null;
                     long t0 = System.nanoTime(), tokens = 0;
                     try {
                         for (long i = first; i <= steps; i++) {
@@ -937,6 +989,8 @@ public final class Stages {
                             long skipped = actorOpt.skippedSteps() + criticOpt.skippedSteps();
                             pendingUnsup.add(unsup != null ? unsup.next() : null);
                             Experience exp = trainer.generateExperience(batches.next());
+                            if (actorZero == 3 && !engine.generationMode().equals(generationMode))
+                                log.printf("step 3: generation: %s%n", generationMode = engine.generationMode());
                             pending.add(exp);
                             tokens += tokens(exp.attentionMask().toIntArray());
                             if (pending.size() < g) {
@@ -1001,19 +1055,11 @@ public final class Stages {
                 skippedSteps = actorOpt.skippedSteps() + criticOpt.skippedSteps();
                 reportSkips(log, "step 3", steps, skippedSteps, criticOpt.lastSkipReason() != null
                         ? criticOpt.lastSkipReason() : actorOpt.lastSkipReason());
-                // at ZeRO stage 3 every rank gathers each model around rank 0's save (a collective)
-                // each save agreed on by itself: a failed one stops every rank before the next one's gathers
-                run.together("save " + actorOut, () -> Checkpoint.whole(actorOpt, () -> {
-                    if (run.writes()) HfModel.save(actor, actorJson, actorOut, s.actor(), DType.F32, SHARD);
-                }));
-                run.together("save " + criticOut, () -> Checkpoint.whole(criticOpt, () -> {
-                    if (run.writes()) HfModel.save(critic, criticJson, criticOut, s.critic(), DType.F32, SHARD);
-                }));
-                if (emaOut != null)
-                    run.together("save " + emaOut, () -> {
-                        actorOpt.gatherWhole(engine.actorEma().shadow(), emaStore.data()); // a collective at stage 3
-                        if (run.writes()) HfModel.save(ema, actorJson, emaOut, s.actor(), DType.F32, SHARD);
-                    });
+                // at ZeRO stage 3 every rank walks each model's groups with rank 0's save (collectives); each save
+                // agreed on by itself: a failed one stops every rank before the next one's gathers
+                saveModel(run, actorOpt.partitionedParameters(), actor, actorJson, actorOut, s.actor());
+                saveModel(run, criticOpt.partitionedParameters(), critic, criticJson, criticOut, s.critic());
+                if (emaOut != null) saveModel(run, emaShards, ema, actorJson, emaOut, s.actor());
             }
             log.printf("step 3 saved %s%n", s.out());
             ObjectNode result = JSON.createObjectNode();

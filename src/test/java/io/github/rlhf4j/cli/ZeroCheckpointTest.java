@@ -185,6 +185,31 @@ class ZeroCheckpointTest {
     }
 
     /**
+     * At stage 3 {@code train} builds every model partitioned ({@code zero.Init}: steps 1 and 2's trained model, and
+     * step 3's actor, critic, reference, reward model and EMA), writes checkpoints and Hugging Face folders a layer
+     * group at a time, and resumes a group at a time (above). The arithmetic is stage 2's (the same reduce-scatters
+     * and slices, the parameters gathered rather than kept), so its five models are stage 2's, bit for bit.
+     */
+    @Test
+    void stageThreeBuiltPartitionedEndsWithStageTwosModels() throws Exception {
+        assumeTrue(mpirunAndStage(2) && mpirunAndStage(3));
+        Trained two = trained(2), three = trained(3);
+        for (String step : List.of("step 1 (sft)", "step 2 (reward model)"))
+            assertTrue(three.log().lines().anyMatch(l -> l.startsWith(step) && l.contains("built partitioned over 2 "
+                    + "ranks, as zero.Init")), step + ":\n" + three.log());
+        assertTrue(three.log().lines().anyMatch(l -> l.startsWith("step 3 (ppo): actor") && l.split("built "
+                + "partitioned over 2 ranks").length == 3), "step 3 builds the actor and critic partitioned:\n"
+                + three.log());
+        assertTrue(three.log().contains("reference partitioned over the ranks (ZeRO-3 inference), reward model "
+                + "partitioned"), three.log());
+        assertTrue(three.log().contains("step 3: generation: ZeRO-3 hybrid: parameters gathered whole once per "
+                + "generation phase, released after (the whole actor, "), "--hybrid-engine auto, room to spare:\n"
+                + three.log());
+        for (String m : MODELS)
+            assertArrayEquals(two.models().get(m), three.models().get(m), m + ": stage 3 differs from stage 2");
+    }
+
+    /**
      * {@code consolidate} puts every rank's pieces at their single-process places (for stage 1, literally the
      * concatenation of the partitions in rank order); one process resumes from the result, and so do 2 ranks (with
      * the uninterrupted run's bytes) and, at stage 1, 4 ranks.
@@ -368,6 +393,9 @@ class ZeroCheckpointTest {
                     + "(optimizer state), 2 (optimizer state and gradients) and 3 (optimizer state, gradients and "
                     + "parameters)"), c.err());
         }
+        Cli hybrid = Cli.run(train(tmp.resolve("bad"), "--hybrid-engine", "sometimes").toArray(String[]::new));
+        assertEquals(2, hybrid.exit(), hybrid.toString());
+        assertTrue(hybrid.err().contains("--hybrid-engine sometimes: expected auto, on or off"), hybrid.err());
         Cli help = Cli.run("sft", "--help");
         assertTrue(help.out().contains("--zero-stage") && help.out().contains("--offload"), help.out());
         Cli ppo = Cli.run("ppo", "--help");

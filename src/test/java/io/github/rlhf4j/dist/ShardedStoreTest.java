@@ -213,4 +213,54 @@ class ShardedStoreTest {
             }
         }
     }
+
+    /**
+     * A walk ({@link ShardedStore#walk}, what saves and resumes at stage 3 go through) holds exactly one group whole
+     * at a time, in the order of the names it is given; reading another group's parameter throws (on many ranks it
+     * would be a collective the others never enter) and the walk still finishes; a walk that keeps writes what was
+     * written into each group back into the partition, and nothing stays gathered after.
+     */
+    @Test
+    void aWalkHoldsOneGroupAtATimeAndKeepsWhatWasWritten() {
+        CausalLM plain = tiny(), sharded = tiny();
+        try (ParameterStore sp = ParameterStore.allocate(plain, Device.cpu(), DType.F32, 9, false);
+             ParameterStore ss = ParameterStore.allocate(sharded, Device.cpu(), DType.F32, 0, false,
+                     new ParameterStore.Layout(64, true));
+             ShardedStore z = new ShardedStore(ss, new SingleProcess(), 3);
+             Autograd.NoGrad ignored = Autograd.noGrad()) {
+            List<String> names = new ArrayList<>(sharded.namedParameters().keySet());
+            int groups = ss.groupBoundaries().length - 1;
+            var params = sharded.namedParameters();
+            try (ShardedStore.Walk w = z.walk(names, true, "the test's load")) {
+                assertThrows(IllegalStateException.class, () -> z.walk(names, false, "another"), "one walk at a time");
+                for (String n : names) {
+                    w.at(n);
+                    int g = ss.groupOf(entry(ss, n).offset());
+                    for (int h = 0; h < groups; h++)
+                        assertEquals(h == g, ss.groupData(h).isResident(), "at " + n + ": group " + h);
+                    params.get(n).value().copyFromTensor(plain.namedParameters().get(n).value(), false);
+                }
+            }
+            for (int h = 0; h < groups; h++) assertFalse(ss.groupData(h).isResident(), "group " + h + " given back");
+            try (var whole = z.gathered()) { // the walk kept every group's values in the partition
+                for (String n : names)
+                    assertArrayEquals(plain.namedParameters().get(n).value().toFloatArray(),
+                            params.get(n).value().toFloatArray(), n);
+            }
+            String last = names.getLast(), first = names.getFirst();
+            try (ShardedStore.Walk w = z.walk(names, false, "the test's save")) {
+                w.at(first);
+                var outside = assertThrows(IllegalStateException.class, () -> params.get(last).value().toFloatArray());
+                assertTrue(outside.getMessage().contains("outside the order of the test's save"), outside.getMessage());
+                assertThrows(IllegalStateException.class, () -> w.at("no.such.parameter"));
+            }
+            for (int h = 0; h < groups; h++) assertFalse(ss.groupData(h).isResident(), "group " + h + " given back");
+            assertThrows(IllegalArgumentException.class, () -> z.walk(List.of("no.such"), false, "x"));
+        }
+    }
+
+    static ParameterStore.Entry entry(ParameterStore store, String name) {
+        for (ParameterStore.Entry e : store.entries()) if (e.name().equals(name)) return e;
+        throw new AssertionError("no " + name);
+    }
 }

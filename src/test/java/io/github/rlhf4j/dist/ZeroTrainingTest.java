@@ -311,4 +311,43 @@ class ZeroTrainingTest {
         for (int i = 0; i < actor.length; i++) moved = Math.max(moved, Math.abs(actor[i] - ema[i]));
         assertTrue(moved > 1e-3, "the actor moved " + moved + " from its EMA");
     }
+
+    /**
+     * Step 3 built as {@code train} builds it at ZeRO stage 3 ({@link ZeroPpoMain} {@code zero-init}): the actor,
+     * critic, reference, reward model and EMA each built partitioned from Hugging Face folders, read a layer group at
+     * a time, and the actor and EMA saved a group at a time. On 2 and 4 ranks the actor, critic and EMA after five
+     * iterations are bit for bit those of the same run built whole, and what the actor generates layer by layer
+     * (without the hybrid engine) is what it generates gathered whole; building holds at
+     * most the four models' partitions, the two gradient partitions and one group, and saving at most one group.
+     */
+    @Test
+    void ppoBuiltPartitionedAndSavedByGroupsMatchesTheRunBuiltWhole() throws Exception {
+        assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
+        for (int ranks : new int[] {2, 4}) {
+            Path whole = run(ZeroPpoMain.class, ranks, 3, 5);
+            Path part = run(ZeroPpoMain.class, ranks, 3, 5, "cpu-zero-init");
+            for (String model : new String[] {"actor", "critic", "ema"})
+                assertArrayEquals(Files.readAllBytes(whole.resolve(model + ".f32")),
+                        Files.readAllBytes(part.resolve(model + ".f32")), ranks + " ranks: " + model + " built "
+                                + "partitioned (and, actor and EMA, read back from their saved folders) differs");
+            for (int r = 0; r < ranks; r++)
+                assertEquals(Files.readString(whole.resolve("generated-rank" + r + ".txt")),
+                        Files.readString(part.resolve("generated-rank" + r + ".txt")), "rank " + r + " generates");
+            String mode = Files.readString(part.resolve("mode.txt"));
+            assertTrue(mode.contains("reference partitioned") && mode.startsWith("ZeRO-3, layer by layer"), mode);
+            assertTrue(Files.readString(whole.resolve("mode.txt")).startsWith("ZeRO-3 hybrid"));
+            Map<String, Long> f = figures(part), w = figures(whole);
+            long flat = 4 * f.get("flat"), group = 4 * f.get("largest_group");
+            long bound = 6 * flat / ranks + group + 16384; // 4 models' parameters, 2 models' gradients, 1/N each
+            System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest PPO, %d ranks, stage 3 built partitioned: at "
+                    + "most %,d bytes held while building the four models (bound %,d; built whole %,d), %,d while "
+                    + "saving (largest group %,d; the whole model %,d)%n", ranks, f.get("build_max"), bound,
+                    w.get("build_max"), f.get("save_max"), group, flat);
+            assertTrue(f.get("build_max") <= bound, ranks + " ranks: " + f.get("build_max") + " bytes held building");
+            assertTrue(w.get("build_max") >= 6 * flat, "built whole: four models and two gradients");
+            assertTrue(f.get("save_max") <= group + 8192, ranks + " ranks: " + f.get("save_max") + " bytes held "
+                    + "saving, more than one group of " + group);
+            assertTrue(group < flat / 2, "the largest group is a fraction of the model");
+        }
+    }
 }
