@@ -7,7 +7,9 @@ import io.github.rlhf4j.runtime.DType;
 import io.github.rlhf4j.tensor.Autograd;
 import io.github.rlhf4j.tensor.Scope;
 import io.github.rlhf4j.tensor.Tensor;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -40,6 +42,8 @@ public final class ShardedStore implements AutoCloseable {
     private final int stage, world, rank;
     private final long[] bounds;
     private final long[] partOffset; // where group g's slice starts in the partition
+    private final long[] gradOffset; // where group g's trainable pieces start in the gradient partition
+    private final long[][] gradPieces; // group g's pieces: {start in its slice, length}, pairs end to end
     private final Scope scope;
     private final Tensor partGrad, partData;
     private final Tensor[] gradGroups, dataGroups;
@@ -79,11 +83,14 @@ public final class ShardedStore implements AutoCloseable {
         int groups = bounds.length - 1;
         this.partOffset = new long[groups + 1];
         for (int g = 0; g < groups; g++) partOffset[g + 1] = partOffset[g] + (bounds[g + 1] - bounds[g]) / world;
+        this.gradOffset = new long[groups + 1];
+        this.gradPieces = new long[groups][];
+        if (store.isTrainable()) trainablePieces();
         this.scope = Scope.detached(store.device());
         this.reduced = new boolean[groups];
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             if (store.isTrainable()) {
-                partGrad = scope.flatZeros(DType.F32, partOffset[groups]);
+                partGrad = scope.flatZeros(DType.F32, gradOffset[groups]);
                 gradGroups = new Tensor[groups];
                 for (int g = 0; g < groups; g++) gradGroups[g] = scope.evictable(DType.F32, length(g), t -> t.fill(0));
             } else {
@@ -120,6 +127,57 @@ public final class ShardedStore implements AutoCloseable {
         for (ParameterStore.Entry e : store.entries()) last[store.groupOf(e.offset())] = e.name();
         for (int g = 0; g < groups; g++) if (last[g] != null) lastOfGroup.put(last[g], g);
         hookLayers(store.model());
+    }
+
+    /**
+     * Where the gradient partition keeps what: the stretches of this rank's slice of each group that trainable
+     * parameters cover (a run of adjacent ones with their alignment padding, as AdamW's ranges run), end to end; a
+     * group with no frozen parameter keeps its whole slice. With every parameter trainable the gradient partition is
+     * thus laid out as the parameters';
+     * with LoRA's {@code --only-optimize-lora} it is the adapters and heads alone, as DeepSpeed keeps gradient
+     * partitions only for parameters that require grad.
+     */
+    private void trainablePieces() {
+        long[][] own = ownedRanges();
+        int groups = bounds.length - 1;
+        List<long[]> runs = new ArrayList<>(); // [start, end) of adjacent trainable parameters, by flat offset
+        for (ParameterStore.Entry e : store.entries()) {
+            if (e.parameter().isFrozen()) continue;
+            long a = e.offset(), b = e.offset() + (e.numel() + ParameterStore.ALIGN - 1) / ParameterStore.ALIGN
+                    * ParameterStore.ALIGN;
+            if (!runs.isEmpty() && runs.getLast()[1] == a && store.groupOf(runs.getLast()[0]) == store.groupOf(a))
+                runs.getLast()[1] = b;
+            else runs.add(new long[] {a, b});
+        }
+        boolean[] frozen = new boolean[groups];
+        for (ParameterStore.Entry e : store.entries()) frozen[store.groupOf(e.offset())] |= e.parameter().isFrozen();
+        for (int g = 0; g < groups; g++) {
+            if (!frozen[g]) { // all of it trains: the whole slice, padding too, reduce-scattered in place
+                gradPieces[g] = new long[] {0, partOffset[g + 1] - partOffset[g]};
+                gradOffset[g + 1] = gradOffset[g] + partOffset[g + 1] - partOffset[g];
+                continue;
+            }
+            List<Long> pieces = new ArrayList<>();
+            long held = 0;
+            for (long[] r : runs) {
+                long a = Math.max(r[0], own[0][g]), b = Math.min(r[1], own[1][g]);
+                if (a >= b) continue;
+                if (!pieces.isEmpty() && pieces.get(pieces.size() - 2) + pieces.getLast() == a - own[0][g]) {
+                    pieces.set(pieces.size() - 1, pieces.getLast() + b - a);
+                } else {
+                    pieces.add(a - own[0][g]);
+                    pieces.add(b - a);
+                }
+                held += b - a;
+            }
+            gradPieces[g] = pieces.stream().mapToLong(Long::longValue).toArray();
+            gradOffset[g + 1] = gradOffset[g] + held;
+        }
+    }
+
+    /** Whether group g's slice is all trainable: its gradient pieces are the slice itself. */
+    private boolean wholeSliceTrains(int g) {
+        return gradPieces[g].length == 2 && gradPieces[g][0] == 0 && gradPieces[g][1] == partOffset[g + 1] - partOffset[g];
     }
 
     /** Every parameter's stretch in this rank's partition, initialised as the whole parameter would be there. */
@@ -174,7 +232,7 @@ public final class ShardedStore implements AutoCloseable {
     }
 
     private Tensor partGrad(int g) {
-        return partGrad.flatRange(partOffset[g], partOffset[g + 1]);
+        return partGrad.flatRange(gradOffset[g], gradOffset[g + 1]);
     }
 
     private void hookLayers(Module root) {
@@ -232,12 +290,18 @@ public final class ShardedStore implements AutoCloseable {
         Tensor whole = gradGroups[g];
         if (!whole.isResident()) return; // nothing written into it since the last reduction
         try (Autograd.NoGrad ignored = Autograd.noGrad(); Scope s = Scope.open(store.device())) {
-            if (!reduced[g]) {
+            if (!reduced[g] && wholeSliceTrains(g)) {
                 comm.reduceScatter(whole, partGrad(g));
-            } else { // a second backward before the step (gradient accumulation): add to what is there
+            } else { // a second backward before the step (gradient accumulation), or frozen stretches to leave out
                 Tensor tmp = s.flat(DType.F32, partOffset[g + 1] - partOffset[g]);
                 comm.reduceScatter(whole, tmp);
-                io.github.rlhf4j.tensor.InPlace.axpby(1, tmp, 1, partGrad(g));
+                long[] pieces = gradPieces[g];
+                for (int k = 0, at = 0; k < pieces.length; at += (int) pieces[k + 1], k += 2) {
+                    Tensor from = tmp.flatRange(pieces[k], pieces[k] + pieces[k + 1]);
+                    Tensor to = partGrad(g).flatRange(at, at + pieces[k + 1]);
+                    if (reduced[g]) io.github.rlhf4j.tensor.InPlace.axpby(1, from, 1, to);
+                    else to.copyFromTensor(from, false);
+                }
             }
         }
         reduced[g] = true;
@@ -292,13 +356,10 @@ public final class ShardedStore implements AutoCloseable {
             comm.allGather(partition.flatRange(partOffset[g], partOffset[g + 1]), whole.flatRange(bounds[g], bounds[g + 1]));
     }
 
-    /** This rank's slices of {@code whole} (the store's layout) into {@code partition}. */
-    public void takePartition(Tensor whole, Tensor partition) {
-        for (int g = 0; g < bounds.length - 1; g++)
-            partition.flatRange(partOffset[g], partOffset[g + 1]).copyFromTensor(ownSlice(whole, g), false);
-    }
-
-    /** This rank's slice of every group's summed gradient, end to end. */
+    /**
+     * This rank's slice of every group's summed gradient, end to end, less the stretches that only frozen
+     * parameters cover ({@link #gradientIndex} says where an element is).
+     */
     public Tensor partitionGrad() {
         if (partGrad == null) throw new IllegalStateException("a frozen store has no gradients");
         return partGrad;
@@ -315,6 +376,22 @@ public final class ShardedStore implements AutoCloseable {
         int g = store.groupOf(offset);
         long part = (bounds[g + 1] - bounds[g]) / world, start = bounds[g] + rank * part;
         return offset >= start && offset < start + part ? partOffset[g] + offset - start : -1;
+    }
+
+    /**
+     * Where {@link #partitionGrad} holds the gradient of flat store element {@code offset}, or -1 when another rank
+     * owns it or no trainable parameter covers it.
+     */
+    public long gradientIndex(long offset) {
+        int g = store.groupOf(offset);
+        long within = partitionIndex(offset);
+        if (within < 0 || gradPieces[g] == null) return -1;
+        within -= partOffset[g];
+        long at = gradOffset[g];
+        long[] pieces = gradPieces[g];
+        for (int k = 0; k < pieces.length; at += pieces[k + 1], k += 2)
+            if (within >= pieces[k] && within < pieces[k] + pieces[k + 1]) return at + within - pieces[k];
+        return -1;
     }
 
     /** This rank's owned flat ranges [starts[k], ends[k]), one per group, in order. */

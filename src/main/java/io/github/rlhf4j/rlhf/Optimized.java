@@ -113,10 +113,13 @@ public final class Optimized implements AutoCloseable {
             this.optimizerRanges = AdamW.clip(AdamW.dsChatRanges(store), own[0], own[1]);
             java.util.List<AdamW.Group> groups = new java.util.ArrayList<>();
             for (ParameterStore.Range r : optimizerRanges) {
-                long p = sharded.partitionIndex(r.start()), n = r.end() - r.start();
+                long p = sharded.partitionIndex(r.start()), q = sharded.gradientIndex(r.start()),
+                        n = r.end() - r.start();
+                if (q < 0 || sharded.gradientIndex(r.end() - 1) != q + n - 1)
+                    throw new IllegalStateException("AdamW range " + r + " is not one stretch of the gradient partition");
                 Tensor params = zeroStage == 3 ? sharded.partitionData().flatRange(p, p + n)
                         : store.data().flatRange(r.start(), r.end());
-                groups.add(new AdamW.Group(params, sharded.partitionGrad().flatRange(p, p + n),
+                groups.add(new AdamW.Group(params, sharded.partitionGrad().flatRange(q, q + n),
                         r.decay() ? config.weightDecay() : 0.0, r.ownLr() ? settings.loraLr() : Double.NaN));
             }
             this.adamw = new AdamW(groups, config);
@@ -424,10 +427,10 @@ public final class Optimized implements AutoCloseable {
         if (sharded != null) { // the whole gradients are gone: look in this rank's summed slice, a parameter at a time
             long[][] own = sharded.ownedRanges();
             for (ParameterStore.Entry e : store.entries())
-                for (int k = 0; k < own[0].length; k++) {
+                for (int k = 0; k < own[0].length && !e.parameter().isFrozen(); k++) {
                     long s = Math.max(e.offset(), own[0][k]), t = Math.min(e.offset() + e.numel(), own[1][k]);
                     if (s >= t) continue;
-                    long i = sharded.partitionIndex(s);
+                    long i = sharded.gradientIndex(s);
                     for (double g : sharded.partitionGrad().flatView(i, (int) (t - s)).toDoubleArray())
                         if (!Double.isFinite(g)) return e.name() + " (in rank " + comm.rank() + "'s slice)";
                 }

@@ -210,6 +210,41 @@ class ZeroCheckpointTest {
     }
 
     /**
+     * LoRA with {@code --only-optimize-lora} at stage 3: the adapters' gradients alone are partitioned, the
+     * checkpoints keep the unfused adapters (their LoRA state written a group at a time) and the Hugging Face outputs
+     * fuse them; the five models are stage 2's bit for bit, and a {@code --resume} from each step's checkpoint-2
+     * (loading the LoRA state a group at a time) ends with the same bytes.
+     */
+    @Test
+    void loraAtStageThreeEndsAsStageTwoAndResumesToTheSameBytes() throws Exception {
+        assumeTrue(mpirunAndStage(3));
+        String[] lora = {"--actor-lora-dim", "4", "--critic-lora-dim", "4", "--only-optimize-lora"};
+        Map<String, byte[]> two = new LinkedHashMap<>();
+        Path twoOut = tmp.resolve("lora2"), out = tmp.resolve("lora3");
+        ranks(2, twoOut, tmp, "lora2", concat(lora, "--zero-stage", "2"));
+        for (String m : MODELS) two.put(m, Files.readAllBytes(twoOut.resolve(m).resolve("model.safetensors")));
+        ranks(2, out, tmp, "lora3", concat(lora, "--zero-stage", "3"));
+        for (String m : MODELS)
+            assertArrayEquals(two.get(m), Files.readAllBytes(out.resolve(m).resolve("model.safetensors")),
+                    m + ": LoRA at stage 3 differs from stage 2");
+        assertTrue(Files.isRegularFile(out.resolve("checkpoints/step3/checkpoint-2/actor/lora.safetensors")));
+        for (String step : List.of("step1", "step2", "step3"))
+            deleteTree(out.resolve("checkpoints").resolve(step).resolve("checkpoint-4"));
+        for (String m : List.of("actor-models", "reward-models", "step3-models")) deleteTree(out.resolve(m));
+        String resumed = ranks(2, out, tmp, "lora3-resumed", concat(lora, "--zero-stage", "3", "--resume"));
+        assertTrue(resumed.contains("step 3: resuming from " + out.resolve("checkpoints/step3/checkpoint-2")), resumed);
+        for (String m : MODELS)
+            assertArrayEquals(two.get(m), Files.readAllBytes(out.resolve(m).resolve("model.safetensors")),
+                    m + ": resumed LoRA at stage 3 differs");
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    /**
      * {@code consolidate} puts every rank's pieces at their single-process places (for stage 1, literally the
      * concatenation of the partitions in rank order); one process resumes from the result, and so do 2 ranks (with
      * the uninterrupted run's bytes) and, at stage 1, 4 ranks.

@@ -27,9 +27,11 @@ import java.util.Random;
  * talk over {@link Communicator#forDevice}'s {@link DeviceCommunicator}: device tensors staged through the host, or
  * over NCCL's glue with {@code -Drlhf4j.dist.device_transport=nccl} and NCCL's stand-in (which reduces over MPI).
  *
- * <p>Usage: {@code ZeroTrainMain STAGE STEPS OUT_DIR [cpu|emu] [offload|zero-init]} ({@code offload}: the optimizer's
- * state and step on the host, ZeRO-Offload, with the model on the emulated device; {@code zero-init}: stage 3's
- * store built partitioned, never whole, and its weights loaded a group at a time)
+ * <p>Usage: {@code ZeroTrainMain STAGE STEPS OUT_DIR [cpu|emu] [offload|zero-init|lora]} ({@code offload}: the
+ * optimizer's state and step on the host, ZeRO-Offload, with the model on the emulated device; {@code zero-init}:
+ * stage 3's store built partitioned, never whole, and its weights loaded a group at a time; {@code lora}: rank-4 LoRA
+ * adapters on the layers, which alone train). Figures at stage 3 also: {@code grad_part}, rank 0's gradient
+ * partition's elements, and {@code grad_parts_sum}, every rank's together)
  */
 public final class ZeroTrainMain {
     static final int VOCAB = 61, T = 16, GLOBAL_BATCH = 8, EMBD = 32, LAYERS = 2, HEADS = 4;
@@ -50,6 +52,11 @@ public final class ZeroTrainMain {
             String option = args.length > 4 ? args[4] : "";
             // every layout starts from the same weights: those of the default layout (whose offsets seed the init)
             CausalLM init = CausalLM.of(model.config());
+            if (option.equals("lora")) { // DS-Chat's --only-optimize-lora: the adapters alone train
+                io.github.rlhf4j.nn.Lora.Config lora = new io.github.rlhf4j.nn.Lora.Config(4, "h.", true);
+                lora.applyTo(model);
+                lora.applyTo(init); // written with the base weights, so every layout starts from the same adapters
+            }
             Path initDir = Files.createDirectories(out.resolve("init-rank-" + rank));
             try (ParameterStore ref = ParameterStore.allocate(init, dev, DType.F32, 5, false)) {
                 java.util.Map<String, Tensor> weights = new java.util.LinkedHashMap<>();
@@ -112,6 +119,8 @@ public final class ZeroTrainMain {
                     for (ParameterStore.Entry e : store.entries())
                         for (float f : e.parameter().value().toFloatArray()) b.putFloat(f);
                 }
+                long[] gradParts = opt.partitionedParameters() == null ? null // stage 3: every rank's, a collective
+                        : comm.allGather(opt.partitionedParameters().partitionGrad().numel());
                 if (rank == 0) {
                     Files.write(out.resolve("weights.f32"), b.array());
                     long moments = 0;
@@ -120,12 +129,23 @@ public final class ZeroTrainMain {
                     Files.writeString(out.resolve("figures.txt"), "world=" + world + " stage=" + stage
                             + " flat=" + store.flatSize() + " bytes_step1=" + sent0 + " moment_bytes=" + moments
                             + " live=" + live + " flat_dims=" + opt.emaSource().dim() + " build_max=" + buildMax[0]
-                            + "\n");
+                            + (gradParts == null ? "" : " grad_part=" + gradParts[0] + " grad_parts_sum="
+                                    + java.util.Arrays.stream(gradParts).sum())
+                            + " trainable=" + trainable(store) + "\n");
                     StringBuilder cuts = new StringBuilder();
                     for (long c : store.groupBoundaries()) cuts.append(c).append('\n');
                     Files.writeString(out.resolve("boundaries.txt"), cuts);
                 }
             }
         }
+    }
+
+    /** The trainable parameters' elements, each rounded up to the store's alignment. */
+    static long trainable(ParameterStore store) {
+        long n = 0;
+        for (ParameterStore.Entry e : store.entries())
+            if (!e.parameter().isFrozen())
+                n += (e.numel() + ParameterStore.ALIGN - 1) / ParameterStore.ALIGN * ParameterStore.ALIGN;
+        return n;
     }
 }

@@ -58,7 +58,7 @@ class ZeroTrainingTest {
      * {@code emu-nccl} (the emulated device over NCCL's glue and its stand-in library, which reduces over MPI).
      */
     Path run(Class<?> main, int ranks, int stage, int steps, String mode) throws Exception {
-        String name = main.getSimpleName() + "-np" + ranks + "-stage" + stage + "-" + mode;
+        String name = main.getSimpleName() + "-np" + ranks + "-stage" + stage + "-steps" + steps + "-" + mode;
         Path out = Files.createDirectories(tmp.resolve(name));
         List<String> cmd = new ArrayList<>();
         // by name, not by path: an absolute path makes Open MPI guess a --prefix from it
@@ -72,6 +72,7 @@ class ZeroTrainingTest {
                 mode.startsWith("emu") ? "emu" : "cpu"));
         if (mode.equals("emu-offload")) cmd.add("offload");
         if (mode.equals("cpu-zero-init")) cmd.add("zero-init");
+        if (mode.equals("cpu-lora")) cmd.add("lora");
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
                 .redirectOutput(tmp.resolve(name + ".log").toFile());
         Map<String, String> env = pb.environment();
@@ -159,6 +160,39 @@ class ZeroTrainingTest {
                     + "loading, as many as building whole");
             assertArrayEquals(weights(whole), weights(part), ranks + " ranks: built partitioned or whole, the same "
                     + "weights after " + STEPS + " steps");
+        }
+    }
+
+    /**
+     * DS-Chat's {@code --only-optimize-lora} (rank-4 adapters on the layers, all else frozen) on 2 ranks: stages 1 to 3
+     * reach one process's weights, and at stage 2 and 3 a rank keeps gradients for its slice of the trainable
+     * parameters alone, not of the whole model (DeepSpeed partitions gradients of parameters that require grad).
+     */
+    @Test
+    void withOnlyTheLoraAdaptersTrainingTheGradientPartitionHoldsThemAlone() throws Exception {
+        assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
+        float[] single = weights(run(ZeroTrainMain.class, 1, 0, STEPS, "cpu-lora"));
+        float[] start = weights(run(ZeroTrainMain.class, 1, 0, 0, "cpu-lora"));
+        double trained = 0;
+        for (int i = 0; i < start.length; i++) trained = Math.max(trained, Math.abs(single[i] - start[i]));
+        assertTrue(trained > 1e-3, "the adapters trained: " + trained);
+        for (int stage = 1; stage <= 3; stage++) {
+            Path out = run(ZeroTrainMain.class, 2, stage, STEPS, "cpu-lora");
+            float[] w = weights(out);
+            double max = 0;
+            for (int i = 0; i < w.length; i++) max = Math.max(max, Math.abs(w[i] - single[i]));
+            Map<String, Long> f = figures(out);
+            System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest 2 ranks, stage %d, LoRA only: max |w - w_1 "
+                    + "process| %.2e; rank 0's gradient partition %s elements of %,d trainable, %,d in all%n", stage, max,
+                    f.containsKey("grad_part") ? String.format(java.util.Locale.ROOT, "%,d", f.get("grad_part")) : "-",
+                    f.get("trainable"), f.get("flat"));
+            assertTrue(max < 3e-6, "stage " + stage + ": " + max);
+            if (stage == 3) {
+                assertTrue(f.get("trainable") < f.get("flat") / 4, "the adapters are a fraction of the model");
+                // each rank keeps its slices of the trainable stretches: together, exactly the trainable parameters
+                assertEquals(f.get("trainable"), f.get("grad_parts_sum"), "the ranks' gradient partitions");
+                assertTrue(f.get("grad_part") > 0 && f.get("grad_part") < f.get("trainable"), f.toString());
+            }
         }
     }
 
