@@ -124,31 +124,30 @@ public final class RlhfEngine implements AutoCloseable {
             generationMode = "parameters whole on every rank";
             return () -> {};
         }
-        String why = switch (hybridEngine) {
-            case ON -> "--hybrid-engine on";
-            case OFF -> null;
-            case AUTO -> roomForTheWholeActor(shards);
-        };
-        if (why == null || why.startsWith("no room")) {
+        boolean whole = hybridEngine == HybridEngine.ON;
+        String why = "--hybrid-engine " + hybridEngine.name().toLowerCase(java.util.Locale.ROOT);
+        if (hybridEngine == HybridEngine.AUTO) {
+            // every rank's spare bytes once the whole actor is in, an eighth of the device kept for the generation:
+            // the same answer on every rank, as the collectives of the two modes differ
+            io.github.rlhf4j.runtime.Device.MemoryStats m = shards.store().device().memory();
+            long need = shards.bytesToGather();
+            long[] spare = actorOptimizer.communicator().allGather(m.total() - m.inUse() + m.cached() - m.total() / 8
+                    - need);
+            int lacking = -1;
+            for (int r = 0; r < spare.length && lacking < 0; r++) if (spare[r] < 0) lacking = r;
+            whole = lacking < 0;
+            why = whole ? String.format(java.util.Locale.ROOT, "the whole actor, %.2f GiB more, fits every rank",
+                    need / (double) (1L << 30))
+                    : String.format(java.util.Locale.ROOT, "no room for the whole actor: rank %d lacks %.2f GiB", lacking,
+                    -spare[lacking] / (double) (1L << 30));
+        }
+        if (!whole) {
             generationMode = "ZeRO-3, layer by layer: each layer gathered for each forward, one whole at a time ("
-                    + (why == null ? "--hybrid-engine off" : why) + ")";
+                    + why + ")";
             return () -> {};
         }
         generationMode = "ZeRO-3 hybrid: parameters gathered whole once per generation phase, released after (" + why + ")";
         return shards.gathered();
-    }
-
-    /** "no room ..." naming a rank that lacks it, else why the whole actor fits; agreed over the ranks. */
-    private String roomForTheWholeActor(ShardedStore shards) {
-        io.github.rlhf4j.runtime.Device.MemoryStats m = shards.store().device().memory();
-        long need = shards.bytesToGather(), free = m.total() - m.inUse() + m.cached() - m.total() / 8;
-        long[] all = actorOptimizer.communicator().allGather(free - need);
-        for (int r = 0; r < all.length; r++)
-            if (all[r] < 0)
-                return String.format(java.util.Locale.ROOT, "no room for the whole actor: rank %d lacks %.2f GiB",
-                        r, -all[r] / (double) (1L << 30));
-        return String.format(java.util.Locale.ROOT, "the whole actor, %.2f GiB more, fits every rank", need
-                / (double) (1L << 30));
     }
 
     /** How the last generation phase held the actor ({@link #forGeneration}); null before the first. */
