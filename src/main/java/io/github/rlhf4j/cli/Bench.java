@@ -196,7 +196,8 @@ final class Bench implements Runnable {
     @Command(name = "zero-scale", mixinStandardHelpOptions = true, sortOptions = false,
             description = {"ZeRO on paper: per-GPU model-state memory at stages 0-3 and one training step's "
                     + "communication against the compute floor, from the partitioner's plan for the model's real "
-                    + "layers (nothing allocated). Default: OPT-13B on 8 GPUs (one node) and OPT-66B on 16 (two)."},
+                    + "layers (nothing allocated). Default: OPT-13B on 8 GPUs (one node) and OPT-66B on 16 (two), then "
+                    + "step 3 per GPU for deploy/'s three set-ups, in fp32 as rlhf4j trains."},
             footer = {"", "Examples:", "  bin/rlhf4j bench zero-scale",
                     "  bin/rlhf4j bench zero-scale --model opt-6.7b --gpus 4 --tokens-per-gpu 4096"})
     static final class ZeroScaleCommand implements Callable<Integer> {
@@ -230,6 +231,12 @@ final class Bench implements Runnable {
                 rows.addAll(io.github.rlhf4j.dist.ZeroScale.rows(model, gpus, perNode, tokens));
             }
             spec.commandLine().getOut().print(io.github.rlhf4j.dist.ZeroScale.table(rows, tokens));
+            if (model == null) { // and step 3 of deploy/'s three set-ups, as rlhf4j runs it
+                spec.commandLine().getOut().println();
+                spec.commandLine().getOut().print(io.github.rlhf4j.dist.ZeroScale.step3Table(
+                        io.github.rlhf4j.dist.ZeroScale.deploySetups().stream().map(io.github.rlhf4j.dist.ZeroScale::step3)
+                                .toList()));
+            }
             spec.commandLine().getOut().flush();
             return 0;
         }

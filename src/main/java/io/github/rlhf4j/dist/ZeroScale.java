@@ -75,11 +75,99 @@ public final class ZeroScale {
         return sb.toString();
     }
 
+    /**
+     * A step-3 set-up as {@code deploy/} runs it: the actor and critic presets, the GPUs and their memory, the ZeRO
+     * stage of both trained models, the actor's LoRA rank with or without {@code --only-optimize-lora} (the critic
+     * trains whole), {@code --offload-reference-model} and {@code --enable-ema}.
+     */
+    public record Step3Setup(String name, String actor, String critic, int gpus, long gpuBytes, int stage,
+                             int actorLoraDim, boolean onlyOptimizeLora, boolean offloadReference, boolean ema) {}
+
+    /**
+     * Step 3's model states per GPU for a {@link Step3Setup}, in fp32 as rlhf4j trains (4 bytes a weight and a
+     * gradient, 8 for the two AdamW moments; there is no separate master copy), padding left out: each trained model's
+     * parameters (partitioned at stage 3), gradients of its trainable parameters (at stages 2-3) and moments (at
+     * stages 1-3); the frozen reference and reward model (partitioned beside them at stage 3, or whole in host memory
+     * with {@code offloadReference}); the EMA (as the actor's parameters); the largest actor layer, gathered whole
+     * at stage 3; and what gathering the whole actor for generation adds (the hybrid engine).
+     */
+    public record Step3Row(Step3Setup setup, long actorParameters, long actorTrainable, long criticParameters,
+                           long actorBytes, long criticBytes, long frozenBytes, long emaBytes, long layerBytes,
+                           long hostBytes, long wholeActorMore) {
+        public long total() {
+            return actorBytes + criticBytes + frozenBytes + emaBytes + layerBytes;
+        }
+
+        /** The model states and one gathered layer fit the GPU (activations and the KV cache come on top). */
+        public boolean fits() {
+            return total() <= setup.gpuBytes();
+        }
+
+        /** {@code --hybrid-engine auto} gathers the whole actor: it fits with an eighth of the GPU spare. */
+        public boolean hybridEngineFits() {
+            return total() + wholeActorMore <= setup.gpuBytes() - setup.gpuBytes() / 8;
+        }
+    }
+
+    /** {@link Step3Row} of {@code s}, from the models' real parameter counts (nothing allocated). */
+    public static Step3Row step3(Step3Setup s) {
+        CausalLM actor = CausalLM.of(OptPresets.config(s.actor(), true));
+        if (s.actorLoraDim() > 0)
+            new io.github.rlhf4j.nn.Lora.Config(s.actorLoraDim(), "decoder.layers.", s.onlyOptimizeLora()).applyTo(actor);
+        io.github.rlhf4j.model.RewardModel critic = io.github.rlhf4j.model.RewardModel.of(OptPresets.config(s.critic(), true));
+        long pa = actor.parameterCount(), pc = critic.parameterCount(), ta = 0;
+        for (var e : actor.namedParameters().entrySet()) if (!e.getValue().isFrozen()) ta += e.getValue().numel();
+        int n = s.gpus();
+        long np = s.stage() == 3 ? n : 1, ng = s.stage() >= 2 ? n : 1, no = s.stage() >= 1 ? n : 1;
+        long actorBytes = 4 * (pa / np + ta / ng) + 8 * (ta / no), criticBytes = 4 * (pc / np + pc / ng) + 8 * (pc / no);
+        long frozen = 4 * (pa + pc), frozenBytes = s.offloadReference() ? 0 : frozen / np;
+        long layer = 0;
+        long[] cuts = ZeroPlan.layerGroups(actor);
+        for (int g = 0; g + 1 < cuts.length; g++) layer = Math.max(layer, cuts[g + 1] - cuts[g]);
+        return new Step3Row(s, pa, ta, pc, actorBytes, criticBytes, frozenBytes, s.ema() ? 4 * pa / np : 0,
+                s.stage() == 3 ? 4 * layer : 0, s.offloadReference() ? frozen : 0,
+                s.stage() == 3 ? 4 * pa - 4 * pa / np : 0);
+    }
+
+    /** The three set-ups of {@code deploy/} (DeepSpeed-Chat's t9k example) at the ZeRO stages their scripts set. */
+    public static List<Step3Setup> deploySetups() {
+        return List.of(new Step3Setup("1x A100-40G", "opt-1.3b", "opt-350m", 1, 40L << 30, 0, 128, false, true, false),
+                new Step3Setup("4x A100-40G", "opt-13b", "opt-350m", 4, 40L << 30, 3, 128, true, true, false),
+                new Step3Setup("2x 8x A100-80G", "opt-66b", "opt-350m", 16, 80L << 30, 3, 128, true, false, false));
+    }
+
+    /** The markdown table of {@link #step3} rows. */
+    public static String step3Table(List<Step3Row> rows) {
+        StringBuilder sb = new StringBuilder("Step 3 per GPU as rlhf4j runs it (fp32 weights and gradients, fp32 AdamW "
+                + "moments for the trainable parameters; padding left out). \"fits\" is the model states plus one "
+                + "gathered actor layer; activations and the KV cache come on top. \"hybrid engine\" is whether "
+                + "`--hybrid-engine auto` gathers the whole actor for generation (with an eighth of the GPU spare), "
+                + "else it generates layer by layer.\n\n");
+        sb.append("| set-up | actor | critic | ZeRO | actor trainable | actor GiB | critic GiB | reference + reward GiB "
+                + "| one layer GiB | total GiB | GPU GiB | fits | hybrid engine | host GiB |\n");
+        sb.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        double gb = 1L << 30;
+        for (Step3Row r : rows) {
+            Step3Setup s = r.setup();
+            sb.append(String.format(Locale.ROOT, "| %s | %s%s | %s | %d | %.2fB of %.2fB | %.1f | %.1f | %.1f%s | %.1f | "
+                            + "%.1f | %.0f | %s | %s | %.1f |%n", s.name(), s.actor(),
+                    s.actorLoraDim() > 0 ? " + LoRA " + s.actorLoraDim() + (s.onlyOptimizeLora() ? " only" : "") : "",
+                    s.critic(), s.stage(), r.actorTrainable() / 1e9, r.actorParameters() / 1e9, r.actorBytes() / gb,
+                    r.criticBytes() / gb, r.frozenBytes() / gb, s.offloadReference() ? " (on the host)" : "",
+                    r.layerBytes() / gb, r.total() / gb, s.gpuBytes() / gb,
+                    r.fits() ? "yes" : "no", s.stage() < 3 ? "-" : r.hybridEngineFits() ? "whole" : "layer by layer",
+                    r.hostBytes() / gb));
+        }
+        return sb.toString();
+    }
+
     /** Prints the two set-ups: OPT-13B on 8 GPUs (one node) and OPT-66B on 16 (two nodes). */
     public static void main(String[] args) {
         long tokens = args.length > 0 ? Long.parseLong(args[0]) : 16 * 512;
         List<Row> rows = new ArrayList<>(rows("opt-13b", 8, 8, tokens));
         rows.addAll(rows("opt-66b", 16, 8, tokens));
         System.out.print(table(rows, tokens));
+        System.out.println();
+        System.out.print(step3Table(deploySetups().stream().map(ZeroScale::step3).toList()));
     }
 }

@@ -35,4 +35,35 @@ class ZeroScaleTest {
         assertEquals(big.get(0).bytesSentPerGpu() / 50e9, big.get(0).commSeconds(), 1e-12, "InfiniBand across nodes");
         assertTrue(big.get(3).fits() && !big.get(2).fits(), "OPT-66B on 16 GPUs needs stage 3");
     }
+
+    /**
+     * Step 3 of deploy/'s set-ups in fp32: OPT-13B's rank-128 LoRA on the 6 linear layers of its 40 decoder layers
+     * is 40 x 128 x (4 x (5120 + 5120) + 2 x (5120 + 20480)) parameters, the only ones with gradients and moments;
+     * each figure is the stated bytes per parameter over the GPUs that share it; the offloaded reference and reward
+     * model are on the host. (DS-Chat's LoRA freezes the weights it adapts, so the 1.3B actor trains its adapters,
+     * embeddings, norms and biases.)
+     */
+    @Test
+    void stepThreeOfTheDeploySetUpsIsTheirFp32Arithmetic() {
+        List<ZeroScale.Step3Row> rows = ZeroScale.deploySetups().stream().map(ZeroScale::step3).toList();
+        ZeroScale.Step3Row opt13 = rows.get(1);
+        long lora = 40L * 128 * (4 * (5120 + 5120) + 2 * (5120 + 20480));
+        assertEquals(lora, opt13.actorTrainable());
+        long pa = opt13.actorParameters(), pc = opt13.criticParameters();
+        assertTrue(pa - lora > 12_800_000_000L && pa - lora < 13_000_000_000L, "OPT-13B: " + pa);
+        assertEquals(4 * (pa / 4) + 4 * (lora / 4) + 8 * (lora / 4), opt13.actorBytes());
+        assertEquals(16 * (pc / 4), opt13.criticBytes(), "the critic trains whole at stage 3: 16 bytes, over 4");
+        assertEquals(0, opt13.frozenBytes());
+        assertEquals(4 * (pa + pc), opt13.hostBytes(), "--offload-reference-model: both frozen models on the host");
+        assertTrue(opt13.fits() && !opt13.hybridEngineFits(), "13B's states fit an A100-40G; the whole actor does not");
+        ZeroScale.Step3Row opt66 = rows.get(2);
+        assertEquals(4 * (opt66.actorParameters() + opt66.criticParameters()) / 16, opt66.frozenBytes());
+        assertTrue(opt66.fits() && !opt66.hybridEngineFits(), "66B on 16 GPUs: layer by layer");
+        ZeroScale.Step3Row one = rows.get(0);
+        // DS-Chat's LoRA freezes the weights it adapts even without --only-optimize-lora: the rest and the adapters train
+        assertTrue(one.actorTrainable() < one.actorParameters() / 2, one.actorTrainable() + " trainable");
+        assertEquals(4 * one.actorParameters() + 12 * one.actorTrainable(), one.actorBytes(), "one GPU: 4 bytes a "
+                + "parameter, 12 more a trainable one");
+        assertEquals(0, one.layerBytes() + one.wholeActorMore(), "nothing is partitioned on one GPU");
+    }
 }
