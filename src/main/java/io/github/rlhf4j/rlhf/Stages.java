@@ -495,8 +495,18 @@ public final class Stages {
         }
         ParameterStore store = ParameterStore.layOut(model, device, DType.F32, 0, false, layout);
         ShardedStore shards = new ShardedStore(store, run.comm(), 3);
-        HfModel.loadWeights(model, basePrefix, dir, Set.of(), shards::loaded);
+        readingFiles(run, () -> HfModel.loadWeights(model, basePrefix, dir, Set.of(), shards::loaded));
         return new RlhfEngine.Frozen(store, shards);
+    }
+
+    /**
+     * {@code work}'s result, read from files with the ranks' collectives in between (a model built partitioned
+     * gathers each group as it is read): under the communicator's file limit, as a rank may read slower than another.
+     */
+    private static <T> T readingFiles(RunOptions run, java.util.function.Supplier<T> work) {
+        List<T> out = new ArrayList<>(1);
+        run.waitingOnFiles(() -> out.add(work.get()));
+        return out.getFirst();
     }
 
     /** What the stage's first line says of a model built partitioned (ZeRO stage 3), else nothing. */
@@ -544,9 +554,9 @@ public final class Stages {
         try (Tokenizer tok = Tokenizer.load(s.model());
              ShardedStore.Closer ignoredBuilt = ShardedStore.closer(built); // a build no optimizer took, on failure
              HfModel hf = zero == 3
-                     ? HfModel.partitioned(s.fromScratch() ? null : s.model(), modelJson, dev,
+                     ? readingFiles(run, () -> HfModel.partitioned(s.fromScratch() ? null : s.model(), modelJson, dev,
                              s.fromScratch() ? s.data().seed() : 0, true, lora::applyTo, s.options().layout(run),
-                             store -> partitionedBuild(store, run, built))
+                             store -> partitionedBuild(store, run, built)))
                      : s.fromScratch()
                      ? HfModel.random(modelJson, dev, DType.F32, s.data().seed(), true, lora::applyTo,
                              s.options().layout(run))
@@ -671,8 +681,8 @@ public final class Stages {
                      : ParameterStore.allocate(rm, dev, DType.F32, s.data().seed(), true, s.options().layout(run))) {
             java.util.function.Consumer<String> afterEach = zero == 3 ? partitionedBuild(store, run, built) : n -> {};
             // a causal-LM directory gives the base model and leaves the v_head as initialised; a reward-model one all
-            HfModel.LoadReport loaded = HfModel.loadWeights(rm, config.basePrefix(), s.model(), Set.of("v_head.weight"),
-                    afterEach);
+            HfModel.LoadReport loaded = readingFiles(run, () -> HfModel.loadWeights(rm, config.basePrefix(), s.model(),
+                    Set.of("v_head.weight"), afterEach));
             TextEncoder enc = TextEncoder.dsChat(tok);
             PairSamples train = PairSamples.build(split.pairs(Phase.REWARD, DataSplit.Part.TRAIN), enc, s.maxSeqLen());
             PairSamples eval = PairSamples.build(split.pairs(Phase.REWARD, DataSplit.Part.EVAL), enc, s.maxSeqLen());
@@ -845,15 +855,18 @@ public final class Stages {
             ParameterStore actorStore = actorZero == 3
                     ? ParameterStore.layOut(actor, dev, DType.F32, 0, true, actorLayout)
                     : ParameterStore.allocate(actor, dev, DType.F32, 0, true, actorLayout);
-            HfModel.loadWeights(actor, actorConfig.basePrefix(), s.actor(), Set.of(),
-                    actorZero == 3 ? partitionedBuild(actorStore, run, actorBuilt) : n -> {});
+            java.util.function.Consumer<String> actorLoaded = actorZero == 3 ? partitionedBuild(actorStore, run,
+                    actorBuilt) : n -> {};
+            readingFiles(run, () -> HfModel.loadWeights(actor, actorConfig.basePrefix(), s.actor(), Set.of(), actorLoaded));
             RlhfEngine.Frozen refModel = frozen(ref, actorConfig.basePrefix(), s.actor(), frozenDev, actorLayout,
                     actorZero, run);
             ParameterStore criticStore = criticZero == 3
                     ? ParameterStore.layOut(critic, dev, DType.F32, 0, true, criticLayout)
                     : ParameterStore.allocate(critic, dev, DType.F32, 0, true, criticLayout);
-            HfModel.loadWeights(critic, criticConfig.basePrefix(), s.critic(), Set.of(),
-                    criticZero == 3 ? partitionedBuild(criticStore, run, criticBuilt) : n -> {});
+            java.util.function.Consumer<String> criticLoaded = criticZero == 3 ? partitionedBuild(criticStore, run,
+                    criticBuilt) : n -> {};
+            readingFiles(run, () -> HfModel.loadWeights(critic, criticConfig.basePrefix(), s.critic(), Set.of(),
+                    criticLoaded));
             RlhfEngine.Frozen rewardModel = frozen(reward, criticConfig.basePrefix(), s.critic(), frozenDev,
                     criticLayout, criticZero, run);
             actor.base().setGradientCheckpointing(s.actorOptions().gradientCheckpointing());
