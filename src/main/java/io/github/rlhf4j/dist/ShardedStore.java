@@ -133,9 +133,8 @@ public final class ShardedStore implements AutoCloseable {
      * Where the gradient partition keeps what: the stretches of this rank's slice of each group that trainable
      * parameters cover (a run of adjacent ones with their alignment padding, as AdamW's ranges run), end to end; a
      * group with no frozen parameter keeps its whole slice. With every parameter trainable the gradient partition is
-     * thus laid out as the parameters';
-     * with LoRA's {@code --only-optimize-lora} it is the adapters and heads alone, as DeepSpeed keeps gradient
-     * partitions only for parameters that require grad.
+     * thus laid out as the parameters'; with LoRA (which freezes the weights it adapts) it holds the adapters and the
+     * other trainable parameters alone, as DeepSpeed keeps gradient partitions only for what requires grad.
      */
     private void trainablePieces() {
         long[][] own = ownedRanges();
