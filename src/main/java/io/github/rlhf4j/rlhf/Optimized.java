@@ -186,8 +186,8 @@ public final class Optimized implements AutoCloseable {
     /**
      * Makes every parameter whole on every rank until the returned guard closes: at ZeRO stage 3, gathers each
      * layer once (a collective: every rank must call it at the same point) and keeps it, as DeepSpeed's Hybrid
-     * Engine does for generation and as a save needs; at other stages the parameters are whole already and it does
-     * nothing.
+     * Engine does for generation ({@link RlhfEngine#forGeneration}); at other stages the parameters are whole already
+     * and it does nothing. Saves and loads take one group at a time instead ({@link #partitionedParameters}).
      */
     public ShardedStore.Whole gathered() {
         return sharded != null ? sharded.gathered() : () -> {};
