@@ -114,7 +114,8 @@ final class Ppo implements Callable<Integer> {
         @Option(names = "--hybrid-engine", defaultValue = "auto", paramLabel = "auto|on|off",
                 description = "At --actor-zero-stage 3, how the actor generates (DS-Chat's --enable_hybrid_engine): "
                         + "on gathers it whole once per generation phase; off gathers each layer for each token, one "
-                        + "layer whole at a time; auto gathers whole when every rank has room for it (default: "
+                        + "layer whole at a time; auto gathers whole when every rank has room for it, else keeps as "
+                        + "many layers gathered for the phase as fit and gathers the others for each token (default: "
                         + "${DEFAULT-VALUE}).")
         String hybridEngine;
 

@@ -51,6 +51,7 @@ public final class ShardedStore implements AutoCloseable {
     private final Map<Transformer, Map<Integer, Integer>> layerGroups = new HashMap<>();
     private final Map<String, Integer> lastOfGroup = new HashMap<>(); // a group's last parameter, for loading
     private int pinned;
+    private final boolean[] kept; // kept whole by gatheredWithin until its guard closes
     private Walk walk; // the walk under way: no group but its current one may be gathered
 
     /**
@@ -88,6 +89,7 @@ public final class ShardedStore implements AutoCloseable {
         if (store.isTrainable()) trainablePieces();
         this.scope = Scope.detached(store.device());
         this.reduced = new boolean[groups];
+        this.kept = new boolean[groups];
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             if (store.isTrainable()) {
                 partGrad = scope.flatZeros(DType.F32, gradOffset[groups]);
@@ -202,7 +204,12 @@ public final class ShardedStore implements AutoCloseable {
         Integer g = lastOfGroup.get(name);
         if (g == null || dataGroups == null || !dataGroups[g].isResident()) return;
         keepGroup(g);
-        if (pinned == 0) dataGroups[g].evict();
+        if (!held(g)) dataGroups[g].evict();
+    }
+
+    /** Whether group g stays gathered after use: everything is pinned ({@link #gathered}) or it is kept. */
+    private boolean held(int g) {
+        return pinned > 0 || kept[g];
     }
 
     private void keepGroup(int g) {
@@ -280,7 +287,7 @@ public final class ShardedStore implements AutoCloseable {
     }
 
     private void releaseParameters(int g) {
-        if (dataGroups != null && pinned == 0) dataGroups[g].evict();
+        if (dataGroups != null && !held(g)) dataGroups[g].evict();
     }
 
     /** Sums group g's whole gradient over the ranks into this rank's partition, and gives the whole one back. */
@@ -332,7 +339,7 @@ public final class ShardedStore implements AutoCloseable {
      * after a forward pass, and the step does for a trained one. This rank's own slices stay.
      */
     public void release() {
-        if (dataGroups != null && pinned == 0) for (Tensor t : dataGroups) t.evict();
+        for (int g = 0; dataGroups != null && g < dataGroups.length; g++) if (!held(g)) dataGroups[g].evict();
     }
 
     /**
@@ -428,8 +435,51 @@ public final class ShardedStore implements AutoCloseable {
         return () -> {
             if (closed[0]) return;
             closed[0] = true;
-            if (--pinned == 0) for (Tensor t : dataGroups) t.evict();
+            if (--pinned == 0) for (int g = 0; g < dataGroups.length; g++) if (!kept[g]) dataGroups[g].evict();
         };
+    }
+
+    /**
+     * Stage 3: keeps whole until the guard closes as many groups as {@code budget} bytes hold, in order (gathering
+     * those not resident; a collective, so every rank must pass the same budget); the others are still gathered at
+     * each use and given back after. The hybrid engine's middle way, when the whole model does not fit. Returns the
+     * guard and, in {@code keptGroups[0]} and {@code keptGroups[1]}, how many groups it keeps and their bytes.
+     */
+    public Whole gatheredWithin(long budget, long[] keptGroups) {
+        if (dataGroups == null) return () -> {};
+        long left = budget, bytes = 0;
+        int n = 0;
+        boolean[] mine = new boolean[dataGroups.length];
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            for (int g = 0; g < dataGroups.length; g++) {
+                long b = dataGroups[g].numel() * dataGroups[g].dtype().size;
+                if (kept[g] || (!dataGroups[g].isResident() && b > left)) continue;
+                if (!dataGroups[g].isResident()) {
+                    left -= b;
+                    touch(dataGroups[g]);
+                }
+                kept[g] = mine[g] = true;
+                n++;
+                bytes += b;
+            }
+        }
+        keptGroups[0] = n;
+        keptGroups[1] = bytes;
+        boolean[] closed = {false};
+        return () -> {
+            if (closed[0]) return;
+            closed[0] = true;
+            for (int g = 0; g < dataGroups.length; g++)
+                if (mine[g]) {
+                    kept[g] = false;
+                    if (pinned == 0) dataGroups[g].evict();
+                }
+        };
+    }
+
+    /** Stage 3: its layer groups (0 below stage 3). */
+    public int groups() {
+        return dataGroups == null ? 0 : dataGroups.length;
     }
 
     /** Stage 3: the bytes a {@link #gathered} would bring in now (the groups not resident); 0 below stage 3. */
@@ -506,7 +556,7 @@ public final class ShardedStore implements AutoCloseable {
         private void leave() {
             if (current < 0) return;
             if (keep) keepGroup(current);
-            if (pinned == 0) dataGroups[current].evict();
+            if (!held(current)) dataGroups[current].evict();
             current = -1;
         }
 

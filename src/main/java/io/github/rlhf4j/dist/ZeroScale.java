@@ -93,7 +93,7 @@ public final class ZeroScale {
      */
     public record Step3Row(Step3Setup setup, long actorParameters, long actorTrainable, long criticParameters,
                            long actorBytes, long criticBytes, long frozenBytes, long emaBytes, long layerBytes,
-                           long hostBytes, long wholeActorMore) {
+                           long hostBytes, long wholeActorMore, int layers) {
         public long total() {
             return actorBytes + criticBytes + frozenBytes + emaBytes + layerBytes;
         }
@@ -106,6 +106,15 @@ public final class ZeroScale {
         /** {@code --hybrid-engine auto} gathers the whole actor: it fits with an eighth of the GPU spare. */
         public boolean hybridEngineFits() {
             return total() + wholeActorMore <= setup.gpuBytes() - setup.gpuBytes() / 8;
+        }
+
+        /**
+         * When the whole actor does not fit: about how many of its layers {@code --hybrid-engine auto} keeps gathered
+         * for a generation phase (the room left, an eighth of the GPU spare, over one layer's bytes).
+         */
+        public long hybridEngineLayers() {
+            long room = setup.gpuBytes() - setup.gpuBytes() / 8 - total();
+            return layerBytes == 0 || room <= 0 ? 0 : Math.min(layers, room / layerBytes);
         }
     }
 
@@ -126,7 +135,9 @@ public final class ZeroScale {
         for (int g = 0; g + 1 < cuts.length; g++) layer = Math.max(layer, cuts[g + 1] - cuts[g]);
         return new Step3Row(s, pa, ta, pc, actorBytes, criticBytes, frozenBytes, s.ema() ? 4 * pa / np : 0,
                 s.stage() == 3 ? 4 * layer : 0, s.offloadReference() ? frozen : 0,
-                s.stage() == 3 ? 4 * pa - 4 * pa / np : 0);
+                s.stage() == 3 ? 4 * pa - 4 * pa / np : 0, (int) actor.namedParameters().keySet().stream()
+                        .map(io.github.rlhf4j.nn.ParameterStore::layerOf).filter(java.util.Objects::nonNull).distinct()
+                        .count());
     }
 
     /** The three set-ups of {@code deploy/} (DeepSpeed-Chat's t9k example) at the ZeRO stages their scripts set. */
@@ -140,9 +151,9 @@ public final class ZeroScale {
     public static String step3Table(List<Step3Row> rows) {
         StringBuilder sb = new StringBuilder("Step 3 per GPU as rlhf4j runs it (fp32 weights and gradients, fp32 AdamW "
                 + "moments for the trainable parameters; padding left out). \"fits\" is the model states plus one "
-                + "gathered actor layer; activations and the KV cache come on top. \"hybrid engine\" is whether "
-                + "`--hybrid-engine auto` gathers the whole actor for generation (with an eighth of the GPU spare), "
-                + "else it generates layer by layer.\n\n");
+                + "gathered actor layer; activations and the KV cache come on top. \"hybrid engine\" is what "
+                + "`--hybrid-engine auto` keeps gathered for a generation phase (with an eighth of the GPU spare): "
+                + "the whole actor, else about as many of its layers as fit, the others gathered for each token.\n\n");
         sb.append("| set-up | actor | critic | ZeRO | actor trainable | actor GiB | critic GiB | reference + reward GiB "
                 + "| one layer GiB | total GiB | GPU GiB | fits | hybrid engine | host GiB |\n");
         sb.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -155,7 +166,9 @@ public final class ZeroScale {
                     s.critic(), s.stage(), r.actorTrainable() / 1e9, r.actorParameters() / 1e9, r.actorBytes() / gb,
                     r.criticBytes() / gb, r.frozenBytes() / gb, s.offloadReference() ? " (on the host)" : "",
                     r.layerBytes() / gb, r.total() / gb, s.gpuBytes() / gb,
-                    r.fits() ? "yes" : "no", s.stage() < 3 ? "-" : r.hybridEngineFits() ? "whole" : "layer by layer",
+                    r.fits() ? "yes" : "no", s.stage() < 3 ? "-" : r.hybridEngineFits() ? "whole"
+                            : r.hybridEngineLayers() == 0 ? "layer by layer"
+                            : "~" + r.hybridEngineLayers() + " of " + r.layers() + " layers",
                     r.hostBytes() / gb));
         }
         return sb.toString();

@@ -104,8 +104,9 @@ public final class RlhfEngine implements AutoCloseable {
      * gives them back after; {@code OFF} leaves them partitioned, so that every forward (one per generated token)
      * gathers each layer in turn: one layer whole at a time, for a layer's all-gather per layer per token;
      * {@code AUTO} gathers whole when every rank has room for the whole actor beside what it holds, with an eighth of
-     * the device spare for the generation itself (the ranks agree, as their collectives must match), else runs
-     * layer by layer.
+     * the device spare for the generation itself (the ranks agree, as their collectives must match); else keeps as
+     * many layer groups gathered for the phase as there is room for and gathers the others for each forward; with
+     * room for none, runs layer by layer.
      */
     public enum HybridEngine { AUTO, ON, OFF }
 
@@ -124,30 +125,51 @@ public final class RlhfEngine implements AutoCloseable {
             generationMode = "parameters whole on every rank";
             return () -> {};
         }
-        boolean whole = hybridEngine == HybridEngine.ON;
-        String why = "--hybrid-engine " + hybridEngine.name().toLowerCase(java.util.Locale.ROOT);
-        if (hybridEngine == HybridEngine.AUTO) {
-            // every rank's spare bytes once the whole actor is in, an eighth of the device kept for the generation:
-            // the same answer on every rank, as the collectives of the two modes differ
-            io.github.rlhf4j.runtime.Device.MemoryStats m = shards.store().device().memory();
-            long need = shards.bytesToGather();
-            long[] spare = actorOptimizer.communicator().allGather(m.total() - m.inUse() + m.cached() - m.total() / 8
-                    - need);
-            int lacking = -1;
-            for (int r = 0; r < spare.length && lacking < 0; r++) if (spare[r] < 0) lacking = r;
-            whole = lacking < 0;
-            why = whole ? String.format(java.util.Locale.ROOT, "the whole actor, %.2f GiB more, fits every rank",
-                    need / (double) (1L << 30))
-                    : String.format(java.util.Locale.ROOT, "no room for the whole actor: rank %d lacks %.2f GiB", lacking,
-                    -spare[lacking] / (double) (1L << 30));
+        if (hybridEngine == HybridEngine.ON) return whole(shards, "--hybrid-engine on");
+        if (hybridEngine == HybridEngine.OFF) return layered("--hybrid-engine off");
+        // auto: what every rank can spare, an eighth of the device kept for the generation itself; the least of
+        // them, so that every rank keeps the same groups, as their collectives must match
+        io.github.rlhf4j.runtime.Device.MemoryStats m = shards.store().device().memory();
+        long spare = m.total() - m.inUse() + m.cached() - m.total() / 8;
+        String cap = System.getProperty(BUDGET_PROPERTY);
+        if (cap != null && !cap.isBlank()) spare = Math.min(spare, Long.parseLong(cap.trim()));
+        long[] all = actorOptimizer.communicator().allGather(spare);
+        int least = 0;
+        for (int r = 1; r < all.length; r++) if (all[r] < all[least]) least = r;
+        long need = shards.bytesToGather(), budget = Math.max(0, all[least]);
+        if (budget >= need) return whole(shards, "the whole actor, " + size(need) + " more, fits every rank");
+        long[] kept = new long[2];
+        ShardedStore.Whole guard = shards.gatheredWithin(budget, kept);
+        String room = "rank " + least + " has room for " + size(budget) + " of the " + size(need);
+        if (kept[0] == 0) {
+            guard.close();
+            return layered("no room for the whole actor: " + room);
         }
-        if (!whole) {
-            generationMode = "ZeRO-3, layer by layer: each layer gathered for each forward, one whole at a time ("
-                    + why + ")";
-            return () -> {};
-        }
+        generationMode = "ZeRO-3 hybrid, in part: " + kept[0] + " of " + shards.groups() + " layer groups (" + size(kept[1])
+                + ") kept gathered for the phase, the others gathered for each forward (" + room + ")";
+        return guard;
+    }
+
+    /**
+     * A system property capping, in bytes, what {@code --hybrid-engine auto} may gather on each rank (to leave
+     * memory to something else, or to test the partial mode on a machine with room to spare).
+     */
+    public static final String BUDGET_PROPERTY = "rlhf4j.hybrid_engine.budget";
+
+    private static String size(long bytes) {
+        if (bytes >= 1L << 30) return String.format(java.util.Locale.ROOT, "%.2f GiB", bytes / (double) (1L << 30));
+        if (bytes >= 1L << 20) return String.format(java.util.Locale.ROOT, "%.1f MiB", bytes / (double) (1L << 20));
+        return String.format(java.util.Locale.ROOT, "%,d bytes", bytes);
+    }
+
+    private ShardedStore.Whole whole(ShardedStore shards, String why) {
         generationMode = "ZeRO-3 hybrid: parameters gathered whole once per generation phase, released after (" + why + ")";
         return shards.gathered();
+    }
+
+    private ShardedStore.Whole layered(String why) {
+        generationMode = "ZeRO-3, layer by layer: each layer gathered for each forward, one whole at a time (" + why + ")";
+        return () -> {};
     }
 
     /** How the last generation phase held the actor ({@link #forGeneration}); null before the first. */

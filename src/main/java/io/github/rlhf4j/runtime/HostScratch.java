@@ -25,6 +25,20 @@ public final class HostScratch {
         return seg;
     }
 
+    /**
+     * This thread's scratch as it is now, for {@link #restore} after work that runs ops of its own in the middle of
+     * another op's call: an evicted tensor's refill (a ZeRO gather, a copy) runs when the op asks for its address,
+     * after the op may have written its shapes and strides here.
+     */
+    public static long[] save() {
+        return SCRATCH.get().toArray(JAVA_LONG);
+    }
+
+    /** Puts back what {@link #save} took. */
+    public static void restore(long[] saved) {
+        MemorySegment.copy(saved, 0, SCRATCH.get(), JAVA_LONG, 0, saved.length);
+    }
+
     public static MemorySegment longs(int slot, int[] values) {
         long[] v = new long[values.length];
         for (int i = 0; i < v.length; i++) v[i] = values[i];

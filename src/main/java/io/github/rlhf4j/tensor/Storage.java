@@ -71,10 +71,14 @@ final class Storage {
         evicted = false;
         // the contents come back as they were: a saved tensor restored is not a changed one
         int saved = version;
+        // the refill runs ops, which write the thread's scratch, while the op that asked for this address may have
+        // written its own shapes and strides there already: they are put back after
+        long[] scratch = io.github.rlhf4j.runtime.HostScratch.save();
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             refill.accept(whole);
         } finally {
             version = saved;
+            io.github.rlhf4j.runtime.HostScratch.restore(scratch);
         }
     }
 

@@ -259,6 +259,62 @@ class ShardedStoreTest {
         }
     }
 
+    /**
+     * {@link ShardedStore#gatheredWithin}: the groups that fit the budget, in order, stay whole through a forward
+     * (their layers are not given back after it), the others are given back as usual, the logits are the whole
+     * model's, and closing the guard gives the kept groups back.
+     */
+    @Test
+    void gatheringWithinABudgetKeepsTheGroupsThatFit() {
+        CausalLM plain = tiny(), sharded = tiny();
+        try (ParameterStore sp = ParameterStore.allocate(plain, Device.cpu(), DType.F32, 9, false);
+             ParameterStore ss = ParameterStore.allocate(sharded, Device.cpu(), DType.F32, 0, false,
+                     new ParameterStore.Layout(64, true))) {
+            copyWeights(plain, sharded); // before partitioning: the partitions start from these
+            long[] cuts = ss.groupBoundaries();
+            long budget = 4 * (cuts[2] - cuts[0]); // the embeddings and the first layer
+            int[] ids = new int[B * T];
+            for (int i = 0; i < ids.length; i++) ids[i] = (i * 5) % VOCAB;
+            try (ShardedStore z = new ShardedStore(ss, new SingleProcess(), 3);
+                 Scope s = Scope.open(); Autograd.NoGrad ignored = Autograd.noGrad()) {
+                long[] kept = new long[2];
+                try (var guard = z.gatheredWithin(budget, kept)) {
+                    assertEquals(2, kept[0], "the groups that fit, in order");
+                    assertEquals(budget, kept[1]);
+                    float[] got = sharded.forward(Tensor.ofInts(ids, B, T)).toFloatArray();
+                    assertTrue(ss.groupData(1).isResident(), "a kept layer stays gathered after its forward");
+                    assertFalse(ss.groupData(2).isResident(), "a layer not kept is given back");
+                    assertArrayEquals(plain.forward(Tensor.ofInts(ids, B, T)).toFloatArray(), got);
+                }
+                z.release();
+                for (int g = 0; g + 1 < cuts.length; g++) assertFalse(ss.groupData(g).isResident(), "group " + g);
+            }
+        }
+    }
+
+    /**
+     * An op on an evicted tensor passes its shapes and strides through the thread's scratch, then asks for the
+     * tensor's address, whose refill runs ops of its own (a ZeRO gather, here a copy of another shape): the op must
+     * still run with its own. It used to run with the refill's, and crashed the JVM on a stage-3 model's weights.
+     */
+    @Test
+    void anOpOnAnEvictedTensorKeepsItsShapesWhileTheRefillRunsOps() {
+        try (Scope s = Scope.open(); Autograd.NoGrad ignored = Autograd.noGrad()) {
+            float[] fill = new float[24], values = new float[24];
+            for (int i = 0; i < 24; i++) {
+                fill[i] = -i;
+                values[i] = i * 0.5f;
+            }
+            Tensor filler = Tensor.of(fill, 2, 3, 4);
+            Tensor t = s.evictable(DType.F32, 24, w -> w.reshape(2, 3, 4).copyFromTensor(filler, false));
+            Tensor target = t.reshape(4, 6).transpose(0, 1); // [6, 4], strided: its own shape and strides
+            Tensor src = Tensor.of(values, 6, 4);
+            assertFalse(t.isResident());
+            target.copyFromTensor(src, false);
+            assertArrayEquals(values, target.toFloatArray(), "the copy ran with its own shapes, after the refill");
+        }
+    }
+
     static ParameterStore.Entry entry(ParameterStore store, String name) {
         for (ParameterStore.Entry e : store.entries()) if (e.name().equals(name)) return e;
         throw new AssertionError("no " + name);

@@ -56,6 +56,10 @@ class ZeroScaleTest {
         assertEquals(0, opt13.frozenBytes());
         assertEquals(4 * (pa + pc), opt13.hostBytes(), "--offload-reference-model: both frozen models on the host");
         assertTrue(opt13.fits() && !opt13.hybridEngineFits(), "13B's states fit an A100-40G; the whole actor does not");
+        assertEquals(40, opt13.layers());
+        long room = (40L << 30) - (5L << 30) - opt13.total(); // an eighth of the GPU kept spare
+        assertEquals(room / opt13.layerBytes(), opt13.hybridEngineLayers(), "the layers the hybrid engine keeps");
+        assertTrue(opt13.hybridEngineLayers() > 0 && opt13.hybridEngineLayers() < 40);
         ZeroScale.Step3Row opt66 = rows.get(2);
         assertEquals(4 * (opt66.actorParameters() + opt66.criticParameters()) / 16, opt66.frozenBytes());
         assertTrue(opt66.fits() && !opt66.hybridEngineFits(), "66B on 16 GPUs: layer by layer");

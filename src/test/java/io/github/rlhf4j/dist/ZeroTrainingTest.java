@@ -68,6 +68,7 @@ class ZeroTrainingTest {
                 "-Drlhf4j.emu.dir=" + io.github.rlhf4j.kernels.Emulated.folder().toAbsolutePath()));
         if (mode.equals("emu-nccl")) cmd.add("-D" + DeviceCommunicator.TRANSPORT_PROPERTY + "=nccl");
         if (mode.equals("cpu-rows")) cmd.add("-Drlhf4j.tensor.flat_limit=" + ROWS_LIMIT);
+        if (mode.equals("cpu-budget")) cmd.add("-D" + io.github.rlhf4j.rlhf.RlhfEngine.BUDGET_PROPERTY + "=" + BUDGET);
         cmd.addAll(List.of(main.getName(), Integer.toString(stage), Integer.toString(steps), out.toString(),
                 mode.startsWith("emu") ? "emu" : "cpu"));
         if (mode.equals("emu-offload")) cmd.add("offload");
@@ -308,12 +309,15 @@ class ZeroTrainingTest {
         else assertTrue(f.get("moment_bytes") > fullMoments / 2, "stage 0 keeps them all");
     }
 
+    /** What {@code cpu-budget} lets the hybrid engine gather per rank: more than one of ZeroPpoMain's layer groups. */
+    static final long BUDGET = 60_000;
+
     /**
      * Step 3 under ZeRO stage 3 ({@link ZeroPpoMain}): five PPO iterations of actor and critic on 2 and 4 ranks reach
      * the weights of one process, and so does the partitioned EMA once gathered; the frozen reference and reward
      * model are partitioned too (their logprobs and rewards, computed a layer at a time, are one process's); the
      * actor, gathered whole once for the generation phase, generates for each rank's prompts what one process
-     * generates for them.
+     * generates for them, and so does it when the hybrid engine has room for part of it only.
      */
     @Test
     void ppoUnderStageThreeMatchesOneProcess() throws Exception {
@@ -339,6 +343,17 @@ class ZeroTrainingTest {
                 assertTrue(max < 2e-5, model + " on " + ranks + " ranks differs by " + max);
             }
         }
+        // --hybrid-engine auto with room for part of the actor (a budget of about one layer group): the groups that
+        // fit stay gathered for the phase, the others are gathered for each token, and the tokens are the same
+        Path part = run(ZeroPpoMain.class, 2, 3, 5, "cpu-budget");
+        String mode = Files.readString(part.resolve("mode.txt"));
+        System.out.println("ZeroTrainingTest PPO, 2 ranks, stage 3, a budget of " + BUDGET + " bytes: " + mode.lines()
+                .findFirst().orElse(""));
+        assertTrue(mode.startsWith("ZeRO-3 hybrid, in part: ") && !mode.startsWith("ZeRO-3 hybrid, in part: 0 of"),
+                mode);
+        StringBuilder all = new StringBuilder();
+        for (int r = 0; r < 2; r++) all.append(Files.readString(part.resolve("generated-rank" + r + ".txt")));
+        assertEquals(generated, all.toString(), "2 ranks, the actor gathered in part, generate what one process does");
         // and the run trained: the actor moved away from its average (which lags it)
         float[] actor = floats(one.resolve("actor.f32")), ema = floats(one.resolve("ema.f32"));
         double moved = 0;
