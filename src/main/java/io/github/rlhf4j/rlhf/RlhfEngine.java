@@ -140,10 +140,11 @@ public final class RlhfEngine implements AutoCloseable {
         if (budget >= need) return whole(shards, "the whole actor, " + size(need) + " more, fits every rank");
         long[] kept = new long[2];
         ShardedStore.Whole guard = shards.gatheredWithin(budget, kept);
-        String room = "rank " + least + " has room for " + size(budget) + " of the " + size(need);
+        // no figure that moves from phase to phase (the budget does): the log notes the mode when it changes
+        String room = "rank " + least + " has no room for the whole actor's " + size(need);
         if (kept[0] == 0) {
             guard.close();
-            return layered("no room for the whole actor: " + room);
+            return layered(room + ", nor for one group");
         }
         generationMode = "ZeRO-3 hybrid, in part: " + kept[0] + " of " + shards.groups() + " layer groups (" + size(kept[1])
                 + ") kept gathered for the phase, the others gathered for each forward (" + room + ")";
