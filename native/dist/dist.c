@@ -83,6 +83,7 @@ const char *dist_op_name(int32_t op) {
 static const char *const op_names[DIST_OP_COUNT] = {
     "none", "all_reduce", "reduce_scatter", "all_gather", "broadcast", "barrier", "finalize", "nccl_init",
     "nccl_all_reduce", "nccl_reduce_scatter", "nccl_all_gather", "nccl_broadcast", "nccl_synchronize",
+    "all_gather_start", "wait",
 };
 
 static const char *call_name(int64_t op) { return op >= 0 && op < DIST_OP_COUNT ? op_names[op] : "?"; }
@@ -204,6 +205,67 @@ static struct {
     .wake = PTHREAD_COND_INITIALIZER,
     .ping_req = MPI_REQUEST_NULL,
 };
+
+/* The requests started and not yet waited for. A handle is the start's serial number, so a stale or foreign handle
+ * is refused by name instead of waiting on a slot that another start has taken since. */
+static struct {
+    MPI_Request req[RLHF4J_DIST_MAX_PENDING];
+    int64_t serial[RLHF4J_DIST_MAX_PENDING]; /* 0: free */
+    int64_t next;
+} pend;
+
+/* Progress for requests started ahead. Open MPI moves a nonblocking collective only inside MPI calls, and the compute
+ * between a start and its wait makes none, so without help the data would move at the wait. While any request is
+ * pending, this thread enters MPI every PROGRESS_NS (an MPI_Iprobe on MPI_COMM_SELF, where nothing is ever sent: it
+ * matches nothing and only runs the progress engine), so the transfer goes on beside the compute. It needs
+ * MPI_THREAD_MULTIPLE; without it the requests move at their wait. It never touches a request itself (only the
+ * thread that started one waits on it, as MPI requires). */
+#define PROGRESS_NS 50000
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t thread;
+    int running, stop, active; /* active: requests pending */
+} prog = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static void *progress_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&prog.mu);
+    while (!prog.stop) {
+        if (!prog.active) {
+            pthread_cond_wait(&prog.wake, &prog.mu);
+            continue;
+        }
+        pthread_mutex_unlock(&prog.mu);
+        int flag = 0;
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_SELF, &flag, MPI_STATUS_IGNORE);
+        struct timespec ts = {0, PROGRESS_NS};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&prog.mu);
+    }
+    pthread_mutex_unlock(&prog.mu);
+    return NULL;
+}
+
+/* One more (+1) or one fewer (-1) request pending; the first start of a process starts the thread. */
+static void progress_count(int delta) {
+    pthread_mutex_lock(&prog.mu);
+    if (!prog.running && delta > 0 && g_dist.thread_level == MPI_THREAD_MULTIPLE && !prog.stop)
+        prog.running = pthread_create(&prog.thread, NULL, progress_main, NULL) == 0;
+    prog.active += delta;
+    if (prog.active > 0) pthread_cond_signal(&prog.wake);
+    pthread_mutex_unlock(&prog.mu);
+}
+
+static void progress_stop(void) {
+    pthread_mutex_lock(&prog.mu);
+    prog.stop = 1;
+    pthread_cond_signal(&prog.wake);
+    int running = prog.running;
+    prog.running = 0;
+    pthread_mutex_unlock(&prog.mu);
+    if (running) pthread_join(prog.thread, NULL);
+}
 
 void dist_track_begin(dist_op_id op, int64_t bytes, int32_t dtype) {
     pthread_mutex_lock(&wd.mu);
@@ -569,6 +631,12 @@ RLHF4J_API int32_t rlhf4j_dist_finalize(void) {
     }
     pthread_mutex_unlock(&wd.mpi_mu);
     dist_track_begin(DIST_OP_FINALIZE, 0, RLHF4J_I32);
+    for (int i = 0; i < RLHF4J_DIST_MAX_PENDING; i++) /* a request must not outlive its communicator */
+        if (pend.serial[i]) {
+            MPI_Wait(&pend.req[i], MPI_STATUS_IGNORE);
+            pend.serial[i] = 0;
+        }
+    progress_stop();
     MPI_Comm_free(&wd.health);
     MPI_Comm_free(&g_dist.comm);
     for (int t = 0; t < 2; t++)
@@ -725,6 +793,59 @@ RLHF4J_API int32_t rlhf4j_dist_all_gather(const void *send, void *recv, int64_t 
     int err = MPI_Allgather(ov ? MPI_IN_PLACE : send, (int)count, t, recv, (int)count, t, g_dist.comm);
     dist_track_end();
     return err == MPI_SUCCESS ? RLHF4J_OK : mpi_fail(fn, "MPI_Allgather", err);
+}
+
+/* ---- nonblocking all-gather ------------------------------------------------------------------------------------- */
+
+RLHF4J_API int32_t rlhf4j_dist_all_gather_start(const void *send, void *recv, int64_t count, int32_t dtype,
+                                                int64_t *request) {
+    static const char *fn = "rlhf4j_dist_all_gather_start";
+    int32_t st;
+    if (!request) return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT, "%s: request is NULL", fn);
+    *request = 0;
+    if ((st = dist_check_ready(fn)) || (st = check_dtype(fn, dtype)) || (st = check_buffers(fn, send, recv, count)))
+        return st;
+    if (count > INT32_MAX)
+        return dist_fail(RLHF4J_ERR_UNSUPPORTED, "%s: count %lld per rank exceeds MPI's int counts", fn,
+                         (long long)count);
+    int slot = 0;
+    while (slot < RLHF4J_DIST_MAX_PENDING && pend.serial[slot]) slot++;
+    if (slot == RLHF4J_DIST_MAX_PENDING)
+        return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT, "%s: %d requests are pending already (the most at once): wait "
+                         "for one first", fn, RLHF4J_DIST_MAX_PENDING);
+    int64_t es = dist_dtype_size(dtype), block = count * es;
+    int ov = dist_overlap(send, block, recv, block * g_dist.size, block * g_dist.rank);
+    if (ov < 0)
+        return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT,
+                         "%s: send overlaps recv without being this rank's block of it (recv + %d * count)", fn,
+                         g_dist.rank);
+    MPI_Datatype t = mpi_type(dtype);
+    dist_track_begin(DIST_OP_ALL_GATHER_START, block * g_dist.size, dtype);
+    int err = MPI_Iallgather(ov ? MPI_IN_PLACE : send, (int)count, t, recv, (int)count, t, g_dist.comm,
+                             &pend.req[slot]);
+    dist_track_end();
+    if (err != MPI_SUCCESS) return mpi_fail(fn, "MPI_Iallgather", err);
+    pend.serial[slot] = ++pend.next;
+    *request = pend.serial[slot];
+    progress_count(+1);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_dist_wait(int64_t request) {
+    static const char *fn = "rlhf4j_dist_wait";
+    int32_t st = dist_check_ready(fn);
+    if (st) return st;
+    int slot = 0;
+    while (slot < RLHF4J_DIST_MAX_PENDING && (request <= 0 || pend.serial[slot] != request)) slot++;
+    if (slot == RLHF4J_DIST_MAX_PENDING)
+        return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT, "%s: request %lld is not pending (waited for already, or never "
+                         "started)", fn, (long long)request);
+    dist_track_begin(DIST_OP_WAIT, 0, RLHF4J_I32);
+    int err = MPI_Wait(&pend.req[slot], MPI_STATUS_IGNORE);
+    dist_track_end();
+    pend.serial[slot] = 0;
+    progress_count(-1);
+    return err == MPI_SUCCESS ? RLHF4J_OK : mpi_fail(fn, "MPI_Wait", err);
 }
 
 RLHF4J_API int32_t rlhf4j_dist_broadcast(void *buf, int64_t count, int32_t dtype, int32_t root) {

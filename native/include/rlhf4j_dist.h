@@ -46,7 +46,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a constant below changes; Java refuses a library whose version differs. */
-#define RLHF4J_DIST_ABI_VERSION 1
+#define RLHF4J_DIST_ABI_VERSION 2
 
 /* A 64-bit integer element, which rlhf4j_dtype lacks (host counters, hashes, token counts). */
 #define RLHF4J_DIST_I64 64
@@ -103,6 +103,22 @@ RLHF4J_API int32_t rlhf4j_dist_all_gather(const void *send, void *recv, int64_t 
 /* buf[i] = buf of rank root [i] on every rank. Any dtype. */
 RLHF4J_API int32_t rlhf4j_dist_broadcast(void *buf, int64_t count, int32_t dtype, int32_t root);
 RLHF4J_API int32_t rlhf4j_dist_barrier(void);
+
+/* The most nonblocking requests pending at once. */
+#define RLHF4J_DIST_MAX_PENDING 16
+
+/* all_gather without waiting (MPI_Iallgather): starts it and sets *request, which rlhf4j_dist_wait completes; until
+ * then neither buffer may be read or written. ZeRO stage 3 starts the next layer's gather this way before computing
+ * the current one. It is a collective call like the others: the start takes its place in the order of calls that
+ * every rank keeps, and each rank waits on it later, in any order of its own. Buffers and in-place rule as
+ * all_gather. Open MPI moves a nonblocking collective only inside MPI calls: while requests are pending, a thread of
+ * the shim enters MPI every 50 us to move them beside the caller's compute (under MPI_THREAD_MULTIPLE; else they
+ * move at the wait). The watchdog times the start and the wait. */
+RLHF4J_API int32_t rlhf4j_dist_all_gather_start(const void *send, void *recv, int64_t count, int32_t dtype,
+                                                int64_t *request);
+/* Completes a request of rlhf4j_dist_all_gather_start; a handle is taken once (waiting again fails, naming it).
+ * Finalize completes any request left pending. */
+RLHF4J_API int32_t rlhf4j_dist_wait(int64_t request);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* NCCL: collectives on device buffers                                                                          */

@@ -12,6 +12,7 @@ abstract class BaseCommunicator implements Communicator {
     private final EnumMap<Collective, Long> calls = new EnumMap<>(Collective.class);
     private final EnumMap<Collective, Long> bytes = new EnumMap<>(Collective.class);
     /** The collective in progress, for a message if the process is stopped during it; null when none. */
+    private long startedAhead;
     private volatile String inFlight;
     private boolean closed;
 
@@ -23,6 +24,15 @@ abstract class BaseCommunicator implements Communicator {
     abstract void doReduceScatter(Tensor in, Tensor out, ReduceOp op);
 
     abstract void doAllGather(Tensor shard, Tensor out);
+
+    /**
+     * Starts an all-gather and returns its wait, or null when this transport gathered at once (the default: it
+     * cannot overlap). Called with the same checks as {@link #doAllGather}.
+     */
+    Pending doAllGatherStart(Tensor shard, Tensor out) {
+        doAllGather(shard, out);
+        return null;
+    }
 
     abstract void doBroadcast(Tensor t, int root);
 
@@ -53,14 +63,33 @@ abstract class BaseCommunicator implements Communicator {
 
     @Override
     public final synchronized void allGather(Tensor shard, Tensor out) {
-        check("allGather", shard);
-        check("allGather", out);
-        sameDtype("allGather", shard, out);
-        if (out.numel() != shard.numel() * worldSize())
-            throw new IllegalArgumentException("allGather: " + out.describe() + " must hold worldSize (" + worldSize()
-                    + ") blocks of " + shard.describe() + ": " + out.numel() + " != " + worldSize() + " x "
-                    + shard.numel());
+        checkGather(shard, out);
         run(Collective.ALL_GATHER, sizeOf(out), "allGather into " + out.describe(), () -> doAllGather(shard, out));
+    }
+
+    @Override
+    public final synchronized Pending allGatherStart(Tensor shard, Tensor out) {
+        checkGather(shard, out);
+        Pending[] started = {null};
+        run(Collective.ALL_GATHER, sizeOf(out), "allGatherStart into " + out.describe(),
+                () -> started[0] = doAllGatherStart(shard, out));
+        if (started[0] == null) return Pending.DONE;
+        startedAhead++;
+        Pending wait = started[0];
+        boolean[] done = {false};
+        return () -> {
+            synchronized (this) {
+                if (done[0]) return;
+                done[0] = true;
+                if (closed) return; // closing completed every request left pending
+                inFlight = "wait for the all-gather into " + out.describe();
+                try {
+                    wait.await();
+                } finally {
+                    inFlight = null;
+                }
+            }
+        };
     }
 
     @Override
@@ -88,15 +117,26 @@ abstract class BaseCommunicator implements Communicator {
         }
     }
 
+    private void checkGather(Tensor shard, Tensor out) {
+        check("allGather", shard);
+        check("allGather", out);
+        sameDtype("allGather", shard, out);
+        if (out.numel() != shard.numel() * worldSize())
+            throw new IllegalArgumentException("allGather: " + out.describe() + " must hold worldSize (" + worldSize()
+                    + ") blocks of " + shard.describe() + ": " + out.numel() + " != " + worldSize() + " x "
+                    + shard.numel());
+    }
+
     @Override
     public final synchronized Traffic bytesMoved() {
-        return new Traffic(calls, bytes);
+        return new Traffic(calls, bytes, startedAhead);
     }
 
     @Override
     public final synchronized void resetTraffic() {
         calls.clear();
         bytes.clear();
+        startedAhead = 0;
     }
 
     @Override

@@ -63,6 +63,28 @@ public interface Communicator extends AutoCloseable {
      */
     void allGather(Tensor shard, Tensor out);
 
+    /**
+     * {@link #allGather(Tensor, Tensor)} without waiting for it: the gather starts now and {@link Pending#await}
+     * completes it; until then neither tensor may be read or written. ZeRO stage 3 starts the next layer's gather
+     * this way, so the transport moves it while the current layer computes (DeepSpeed's prefetch). It is collective
+     * and takes its place in the order of calls where it starts; each rank awaits it later. Counted in
+     * {@link #bytesMoved()} as an all-gather, and in {@link Traffic#startedAhead()}. A transport that cannot overlap
+     * (a world of one, host staging) gathers at once and returns {@link Pending#DONE}.
+     */
+    default Pending allGatherStart(Tensor shard, Tensor out) {
+        allGather(shard, out);
+        return Pending.DONE;
+    }
+
+    /** A collective started and not yet waited for ({@link #allGatherStart}). */
+    @FunctionalInterface
+    interface Pending {
+        /** Waits until the collective is complete on this rank; a second call returns at once. */
+        void await();
+
+        Pending DONE = () -> {};
+    }
+
     /** {@code t = t of rank root}, on every rank. */
     void broadcast(Tensor t, int root);
 

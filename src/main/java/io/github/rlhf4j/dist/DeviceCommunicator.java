@@ -136,6 +136,15 @@ public final class DeviceCommunicator extends BaseCommunicator {
     }
 
     @Override
+    Pending doAllGatherStart(Tensor shard, Tensor out) {
+        Pending p;
+        if (shard.device().isCpu() && out.device().isCpu()) p = mpi.allGatherStart(shard, out);
+        else if (nccl != null && shard.device() == out.device()) p = nccl.allGatherStart(shard, out);
+        else return super.doAllGatherStart(shard, out); // staged through the host: at once
+        return p == Pending.DONE ? null : p;
+    }
+
+    @Override
     void doBroadcast(Tensor t, int root) {
         if (t.device().isCpu()) mpi.broadcast(t, root);
         else if (nccl != null) nccl.broadcast(t, root);

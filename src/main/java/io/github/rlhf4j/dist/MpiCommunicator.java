@@ -175,6 +175,12 @@ public final class MpiCommunicator extends BaseCommunicator {
     }
 
     @Override
+    Pending doAllGatherStart(Tensor shard, Tensor out) {
+        long request = abi.allGatherStart(shard.address(), out.address(), shard.numel(), code(shard.dtype()));
+        return () -> abi.waitRequest(request);
+    }
+
+    @Override
     void doBroadcast(Tensor t, int root) {
         abi.broadcast(t.address(), t.numel(), code(t.dtype()), root);
     }

@@ -13,8 +13,10 @@ import io.github.rlhf4j.tensor.Tensor;
  *
  * <p>Each call is synchronous, as the MPI one is: it waits for the tensor's device stream (so the kernels that wrote
  * the tensor are done), queues the NCCL collective on the shim's own stream and waits for it, polling NCCL's error
- * state so that a lost peer gives an error, and the watchdog a report, instead of a hang. Overlapping communication
- * with compute would need the backend's cudaStream_t, which rlhf4j.h does not expose yet.
+ * state so that a lost peer gives an error, and the watchdog a report, instead of a hang. {@link #allGatherStart}
+ * (ZeRO stage 3's prefetch) waits for the device and queues the gather but waits for it only at its use, so it runs
+ * beside the kernels queued meanwhile. Ordering the shim's stream after the compute stream with events, instead of
+ * the host waiting, would need the backend's cudaStream_t, which rlhf4j.h does not expose yet.
  */
 public final class NcclCommunicator extends BaseCommunicator {
     /** The system property naming libnccl.so.2 or its folder. */
@@ -99,6 +101,17 @@ public final class NcclCommunicator extends BaseCommunicator {
         shard.device().synchronize();
         abi.ncclAllGather(shard.address(), out.address(), shard.numel(), code(shard.dtype()), 0);
         abi.ncclSynchronize(0);
+    }
+
+    /**
+     * Queued on the shim's stream once the tensor's device stream is done (the block may have been the last
+     * kernels' memory), and waited for with that stream: the kernels the host queues meanwhile run beside it.
+     */
+    @Override
+    Pending doAllGatherStart(Tensor shard, Tensor out) {
+        shard.device().synchronize();
+        abi.ncclAllGather(shard.address(), out.address(), shard.numel(), code(shard.dtype()), 0);
+        return () -> abi.ncclSynchronize(0);
     }
 
     @Override

@@ -33,8 +33,10 @@ import java.util.Map;
  *   {@link #walk} takes the groups one at a time in a given order (saves and loads).</li>
  * </ul>
  * Every gather and reduce-scatter is a collective, so every rank must run the same forwards and backwards in the same
- * order, as data-parallel training does. Collectives run on the compute stream, one at a time: there is no prefetch of
- * the next layer yet.
+ * order, as data-parallel training does. At stage 3, the gather of the layer that runs next (the next one in a
+ * forward, the previous one in a backward) starts before the current layer computes and is waited for at its first
+ * use ({@link #prefetch}), so that the transport moves it meanwhile: NCCL on its own stream beside the compute
+ * kernels; MPI (host buffers) through a nonblocking all-gather that a thread of the shim keeps moving.
  */
 public final class ShardedStore implements AutoCloseable {
     private final ParameterStore store;
@@ -53,6 +55,11 @@ public final class ShardedStore implements AutoCloseable {
     private int pinned;
     private final boolean[] kept; // kept whole by gatheredWithin until its guard closes
     private Walk walk; // the walk under way: no group but its current one may be gathered
+    private boolean prefetch = !"false".equalsIgnoreCase(System.getProperty(PREFETCH_PROPERTY, "true"));
+    private long prefetched;
+
+    /** The system property that turns stage 3's prefetch of the next layer off ({@code false}). */
+    public static final String PREFETCH_PROPERTY = "rlhf4j.zero.prefetch";
 
     /**
      * Partitions {@code store} over {@code comm}'s ranks at ZeRO {@code stage}. A frozen (inference-only) store takes
@@ -111,10 +118,11 @@ public final class ShardedStore implements AutoCloseable {
                 for (int g = 0; g < groups; g++) {
                     int gg = g;
                     dataGroups[g] = scope.evictable(DType.F32, length(g), t -> {
-                        if (walk != null && walk.current != gg) // a collective the other ranks would not enter
-                            throw new IllegalStateException("layer group " + gg + " was read outside the order of "
-                                    + walk.what + " (at group " + walk.current + ")");
+                        outsideWalk(gg);
                         comm.allGather(partData(gg), t);
+                    }, t -> {
+                        outsideWalk(gg);
+                        return comm.allGatherStart(partData(gg), t)::await;
                     });
                 }
             } else {
@@ -129,6 +137,13 @@ public final class ShardedStore implements AutoCloseable {
         for (ParameterStore.Entry e : store.entries()) last[store.groupOf(e.offset())] = e.name();
         for (int g = 0; g < groups; g++) if (last[g] != null) lastOfGroup.put(last[g], g);
         hookLayers(store.model());
+    }
+
+    /** Refuses to gather group g during a walk that is at another group: a collective the other ranks would not enter. */
+    private void outsideWalk(int g) {
+        if (walk != null && walk.current != g)
+            throw new IllegalStateException("layer group " + g + " was read outside the order of " + walk.what
+                    + " (at group " + walk.current + ")");
     }
 
     /**
@@ -261,7 +276,8 @@ public final class ShardedStore implements AutoCloseable {
                 }
                 layerGroups.put(t, groups);
                 if (t.layerHook() != null) throw new IllegalStateException("the model's layers are hooked already");
-                t.setLayerHook((index, x, cached, run) -> layer(groups.getOrDefault(index, -1), x, cached, run));
+                t.setLayerHook((index, x, cached, run) -> layer(groups.getOrDefault(index, -1),
+                        groups.getOrDefault(index + 1, -1), groups.getOrDefault(index - 1, -1), x, run));
             }
     }
 
@@ -270,12 +286,23 @@ public final class ShardedStore implements AutoCloseable {
         return null;
     }
 
-    private Tensor layer(int g, Tensor x, boolean cached, java.util.function.UnaryOperator<Tensor> run) {
+    /**
+     * Layer group g's run: its parameters gathered before (at stage 3, with the gather of the layer that comes next
+     * started before this one computes: {@code next} in the forward, {@code previous} in the backward), given back
+     * after, and its gradient reduce-scattered after its backward.
+     */
+    private Tensor layer(int g, int next, int previous, Tensor x, java.util.function.UnaryOperator<Tensor> run) {
         if (g < 0) return run.apply(x);
+        prefetch(g, next);
         return Autograd.region("layer group " + g, run, x, new Autograd.RegionHooks() {
             @Override
             public void afterForward() {
                 releaseParameters(g);
+            }
+
+            @Override
+            public void beforeBackward() {
+                prefetch(g, previous);
             }
 
             @Override
@@ -284,6 +311,35 @@ public final class ShardedStore implements AutoCloseable {
                 releaseParameters(g);
             }
         });
+    }
+
+    /**
+     * Stage 3, before layer group g computes: g's parameters whole (gathered now, or the gather started ahead
+     * waited for), then the gather of group {@code ahead} started without waiting, so that the transport moves it
+     * while g computes (DeepSpeed's stage-3 prefetch; Rajbhandari et al. 2020, section 5.3). Two groups are whole
+     * at once, the current and the next. Every rank runs the same layers in the same order, so the ranks start the
+     * same gathers in the same order. Off with {@link #setPrefetch}, or {@value #PREFETCH_PROPERTY}=false.
+     */
+    private void prefetch(int g, int ahead) {
+        if (!prefetch || dataGroups == null || world == 1 || ahead < 0 || walk != null) return;
+        if (dataGroups[ahead].isResident()) return; // kept, or in use
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            touch(dataGroups[g]);
+            if (dataGroups[ahead].fillAhead()) prefetched++;
+        }
+    }
+
+    /**
+     * Whether stage 3 starts the gather of the next layer before the current one computes (default: on, unless
+     * {@value #PREFETCH_PROPERTY} is false). Every rank must choose the same: it changes the order of collectives.
+     */
+    public void setPrefetch(boolean on) {
+        this.prefetch = on;
+    }
+
+    /** How many gathers stage 3 started ahead of their layer since this store was made. */
+    public long prefetched() {
+        return prefetched;
     }
 
     private void releaseParameters(int g) {

@@ -25,7 +25,14 @@ public final class Traffic {
     private final EnumMap<Collective, Long> calls;
     private final EnumMap<Collective, Long> bytes;
 
+    private final long startedAhead;
+
     Traffic(Map<Collective, Long> calls, Map<Collective, Long> bytes) {
+        this(calls, bytes, 0);
+    }
+
+    Traffic(Map<Collective, Long> calls, Map<Collective, Long> bytes, long startedAhead) {
+        this.startedAhead = startedAhead;
         this.calls = new EnumMap<>(Collective.class);
         this.bytes = new EnumMap<>(Collective.class);
         for (Collective c : Collective.values()) {
@@ -59,6 +66,14 @@ public final class Traffic {
         return bytes.get(kind);
     }
 
+    /**
+     * Of the all-gathers in {@link #calls}, those started ahead of their use ({@link Communicator#allGatherStart})
+     * on a transport that overlaps them; a transport that gathers at once counts none.
+     */
+    public long startedAhead() {
+        return startedAhead;
+    }
+
     public long totalBytes() {
         long t = 0;
         for (long b : bytes.values()) t += b;
@@ -74,6 +89,7 @@ public final class Traffic {
             sb.append(c.name().toLowerCase(java.util.Locale.ROOT)).append(": ").append(calls.get(c)).append(" calls, ")
                     .append(bytes.get(c)).append(" B");
         }
+        if (startedAhead > 0) sb.append(" (").append(startedAhead).append(" all-gathers started ahead)");
         return sb.append(']').toString();
     }
 }

@@ -29,7 +29,7 @@ public final class DistAbi {
     /** The library's name for {@link NativeLoader}. */
     public static final String LIBRARY = "rlhf4j_dist";
     /** {@code RLHF4J_DIST_ABI_VERSION} of the header these bindings mirror. */
-    public static final int ABI_VERSION = 1;
+    public static final int ABI_VERSION = 2;
     /** {@code RLHF4J_DIST_I64}: a 64-bit integer element, which {@link DType} lacks. */
     public static final int I64 = 64;
     /** {@code rlhf4j_dist_op}. */
@@ -42,7 +42,8 @@ public final class DistAbi {
     private final SymbolLookup lookup;
     private final List<String> missing = new ArrayList<>();
     private final MethodHandle abiVersion, describe, lastError, init, setTimeout, rank, worldSize, localRank,
-            localSize, abort, finalizeWorld, allReduce, reduceScatter, allGather, broadcast, barrier, ncclInit,
+            localSize, abort, finalizeWorld, allReduce, reduceScatter, allGather, broadcast, barrier, allGatherStart,
+            waitRequest, ncclInit,
             ncclDescribe, ncclAllReduce, ncclReduceScatter, ncclAllGather, ncclBroadcast, ncclSynchronize;
 
     /**
@@ -70,6 +71,8 @@ public final class DistAbi {
         allGather = bind("rlhf4j_dist_all_gather", I, J, J, J, I);
         broadcast = bind("rlhf4j_dist_broadcast", I, J, J, I, I);
         barrier = bind("rlhf4j_dist_barrier", I);
+        allGatherStart = bind("rlhf4j_dist_all_gather_start", I, J, J, J, I, A);
+        waitRequest = bind("rlhf4j_dist_wait", I, J);
         // NCCL
         ncclInit = bind("rlhf4j_dist_nccl_init", I, A, I);
         ncclDescribe = bind("rlhf4j_dist_nccl_describe", A);
@@ -256,6 +259,26 @@ public final class DistAbi {
     public void barrier() {
         try {
             check((int) barrier.invokeExact(), "rlhf4j_dist_barrier");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** {@code rlhf4j_dist_all_gather_start}: the request to pass to {@link #waitRequest}. */
+    public long allGatherStart(long send, long recv, long count, int dtype) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(JAVA_LONG);
+            check((int) allGatherStart.invokeExact(send, recv, count, dtype, out), "rlhf4j_dist_all_gather_start");
+            return out.get(JAVA_LONG, 0);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** {@code rlhf4j_dist_wait}. */
+    public void waitRequest(long request) {
+        try {
+            check((int) waitRequest.invokeExact(request), "rlhf4j_dist_wait");
         } catch (Throwable t) {
             throw rethrow(t);
         }

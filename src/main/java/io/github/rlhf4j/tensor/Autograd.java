@@ -128,6 +128,9 @@ public final class Autograd {
 
         /** After the region's backward has run: every gradient it writes is complete. */
         void afterBackward();
+
+        /** Before the region's backward runs (ZeRO stage 3 starts gathering the layer that comes after it). */
+        default void beforeBackward() {}
     }
 
     /**
@@ -157,6 +160,7 @@ public final class Autograd {
                 if (!t.accumulate()) t.dst().fill(0);
                 in.setGrad(t.dst());
             }
+            hooks.beforeBackward();
             backward(inner, gradOut, false);
             hooks.afterBackward();
         });

@@ -103,8 +103,19 @@ public final class Scope implements AutoCloseable {
      * refill writes: it starts evicted, so the first use fills it.
      */
     public Tensor evictable(DType dtype, int numel, java.util.function.Consumer<Tensor> refill) {
+        return evictable(dtype, numel, refill, null);
+    }
+
+    /**
+     * {@link #evictable(DType, int, java.util.function.Consumer)} that can also be filled ahead of its use
+     * ({@link Tensor#fillAhead}): {@code start} begins filling the whole tensor (ZeRO stage 3 starts the next layer's
+     * all-gather, without waiting) and returns what waits for that fill to end, which runs before the memory is
+     * next used, evicted or freed.
+     */
+    public Tensor evictable(DType dtype, int numel, java.util.function.Consumer<Tensor> refill,
+                            java.util.function.Function<Tensor, Runnable> start) {
         Tensor t = empty(dtype, numel);
-        t.storage.makeEvictable(refill, t);
+        t.storage.makeEvictable(refill, start, t);
         t.storage.evict();
         return t;
     }

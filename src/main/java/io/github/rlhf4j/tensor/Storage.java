@@ -15,6 +15,10 @@ final class Storage {
     private boolean released;
     /** Non-null for an evictable storage: fills the whole buffer again after {@link #evict} (a ZeRO gather). */
     private java.util.function.Consumer<Tensor> refill;
+    /** Optional: starts a refill without waiting for it, returning the wait ({@link #fillAhead}). */
+    private java.util.function.Function<Tensor, Runnable> start;
+    /** The wait of a fill started ahead and not yet waited for: it runs before the memory is used or given back. */
+    private Runnable pending;
     private Tensor whole;
     private boolean evicted;
     int version;
@@ -41,13 +45,44 @@ final class Storage {
             throw new IllegalStateException("use of a freed tensor: " + what
                     + " was released (its Scope was closed or it was released explicitly)");
         if (evicted) restore();
+        else if (pending != null) finishFill();
         return address;
     }
 
-    /** Makes this storage evictable: {@code refill} gets a 1-d view of the whole block to fill after an eviction. */
-    void makeEvictable(java.util.function.Consumer<Tensor> refill, Tensor whole) {
+    /**
+     * Makes this storage evictable: {@code refill} gets a 1-d view of the whole block to fill after an eviction;
+     * {@code start}, if not null, starts such a fill and returns its wait.
+     */
+    void makeEvictable(java.util.function.Consumer<Tensor> refill, java.util.function.Function<Tensor, Runnable> start,
+                       Tensor whole) {
         this.refill = refill;
+        this.start = start;
         this.whole = whole;
+    }
+
+    /** Evicted, with a fill-ahead: a new block whose fill starts now and is waited for at its first use. */
+    boolean fillAhead() {
+        if (released || !evicted || start == null) return false;
+        address = device.pool().allocate(bytes);
+        evicted = false;
+        int saved = version;
+        try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+            pending = start.apply(whole); // whole.address() is this block now: no refill, no wait
+        } catch (RuntimeException | Error e) {
+            device.pool().release(address, sizeClass);
+            evicted = true;
+            throw e;
+        } finally {
+            version = saved;
+        }
+        return true;
+    }
+
+    /** Waits for the fill started ahead (a transport's wait writes no op scratch). */
+    private void finishFill() {
+        Runnable wait = pending;
+        pending = null;
+        wait.run();
     }
 
     boolean isEvictable() {
@@ -62,6 +97,7 @@ final class Storage {
     void evict() {
         if (refill == null) throw new IllegalStateException("only an evictable tensor (Scope.evictable) can be evicted");
         if (released || evicted) return;
+        if (pending != null) finishFill(); // the transport may still write into the block
         device.pool().release(address, sizeClass);
         evicted = true;
     }
@@ -86,6 +122,7 @@ final class Storage {
     void release() {
         if (!released) {
             released = true;
+            if (pending != null) finishFill();
             if (!evicted) device.pool().release(address, sizeClass);
         }
     }

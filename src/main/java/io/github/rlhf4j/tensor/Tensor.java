@@ -460,6 +460,16 @@ public final class Tensor {
         storage.evict();
     }
 
+    /**
+     * An evicted tensor made with a fill-ahead ({@link Scope#evictable(DType, int, java.util.function.Consumer,
+     * java.util.function.Function)}): takes its memory now and starts filling it, so that its first use finds the
+     * fill under way or done instead of starting it. Returns whether it started a fill: false when the tensor is
+     * resident already, or has no fill-ahead.
+     */
+    public boolean fillAhead() {
+        return storage.fillAhead();
+    }
+
     /** Whether it is an evictable tensor ({@link Scope#evictable}). */
     public boolean isEvictable() {
         return storage.isEvictable();

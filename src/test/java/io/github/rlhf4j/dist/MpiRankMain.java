@@ -90,6 +90,7 @@ public final class MpiRankMain {
         reduceScatter();
         largeRing();
         allGather();
+        allGatherAhead();
         broadcast();
         traffic();
         checkSame();
@@ -416,6 +417,47 @@ public final class MpiRankMain {
         same(new double[] {42, 43}, toDoubles(t.toIntArray()), "broadcast i32 from rank 0");
         comm.barrier();
         checks++;
+    }
+
+    /**
+     * Gathers started ahead (ZeRO stage 3's prefetch): two at once, a blocking collective between them and their
+     * waits, waited out of order; in place and not; counted as all-gathers and as started ahead; a handle waited for
+     * twice is refused by the shim, naming it.
+     */
+    private void allGatherAhead() {
+        int k = 1000; // past Open MPI's shared-memory eager limit: the data moves after the start returns
+        comm.resetTraffic();
+        double[] expected = doubles(n * k, i -> f32Input(i / k, i % k) + 100 * (i / k));
+        Tensor whole = Tensor.full(DType.F32, Double.NaN, n * k);
+        Tensor mine = whole.slice(0, rank * k, (rank + 1) * k);
+        mine.copyFrom(floats(k, j -> f32Input(rank, j) + 100 * rank));
+        Communicator.Pending first = comm.allGatherStart(mine, whole);
+        Tensor shard = Tensor.of(floats(k, j -> -f32Input(rank, j))), out = Tensor.full(DType.F32, Double.NaN, n * k);
+        Communicator.Pending second = comm.allGatherStart(shard, out);
+        Tensor sum = Tensor.full(DType.F32, 1, 8);
+        comm.allReduce(sum); // a blocking collective while both are pending, in the same order on every rank
+        same(doubles(8, i -> n), toDoubles(sum.toFloatArray()), "allReduce between started gathers");
+        second.await();
+        first.await();
+        first.await(); // a second wait returns at once
+        same(expected, toDoubles(whole.toFloatArray()), "allGatherStart f32 in place");
+        same(doubles(n * k, i -> -f32Input(i / k, i % k)), toDoubles(out.toFloatArray()), "allGatherStart f32");
+        Traffic t = comm.bytesMoved();
+        check(t.calls(Collective.ALL_GATHER) == 2 && t.startedAhead() == 2
+                && t.bytes(Collective.ALL_GATHER) == 2L * (n - 1) * k * 4, "allGatherStart counted: " + t);
+
+        var abi = ((MpiCommunicator) comm).abi();
+        Tensor x = Tensor.zeros(DType.F32, n * 4);
+        long request = abi.allGatherStart(x.address(), x.address() + rank * 16L, 4, DType.F32.code);
+        abi.waitRequest(request);
+        NativeException again = null;
+        try {
+            abi.waitRequest(request);
+        } catch (NativeException e) {
+            again = e;
+        }
+        check(again != null && again.status() == NativeException.Status.INVALID_ARGUMENT
+                && again.getMessage().contains("request " + request + " is not pending"), "a second wait: " + again);
     }
 
     /** The counters follow the ring convention; the figures are written out for the world sizes the test runs. */

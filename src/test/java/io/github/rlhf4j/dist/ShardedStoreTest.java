@@ -98,6 +98,49 @@ class ShardedStoreTest {
     }
 
     @Test
+    void aFillStartedAheadIsWaitedForAtFirstUseOrBeforeTheMemoryGoesBack() {
+        List<String> log = new ArrayList<>();
+        try (Scope s = Scope.open()) {
+            Tensor t = s.evictable(DType.F32, 8, w -> {
+                log.add("refill");
+                w.copyFrom(new float[] {1, 2, 3, 4, 5, 6, 7, 8});
+            }, w -> {
+                log.add("start");
+                w.copyFrom(new float[] {8, 7, 6, 5, 4, 3, 2, 1}); // as a transport writes: into the block, untracked
+                return () -> log.add("wait");
+            });
+            Tensor view = t.slice(0, 2, 5);
+            long live = Device.cpu().memory().live();
+            assertTrue(t.fillAhead(), "an evicted tensor starts its fill");
+            assertTrue(t.isResident(), "its memory is held while the fill runs");
+            assertTrue(Device.cpu().memory().live() > live, "a block was taken");
+            assertFalse(t.fillAhead(), "a resident one does not");
+            assertEquals(List.of("start"), log, "nothing waited yet");
+            assertArrayEquals(new float[] {6, 5, 4}, view.toFloatArray(), "the first use reads what the fill wrote");
+            assertEquals(List.of("start", "wait"), log, "the first use waited, and did not refill");
+            view.toFloatArray();
+            assertEquals(2, log.size(), "waited once");
+
+            t.evict();
+            assertTrue(t.fillAhead());
+            t.evict(); // never used: the fill is waited for before its block goes back
+            assertEquals(List.of("start", "wait", "start", "wait"), log);
+            assertFalse(t.isResident());
+            assertArrayEquals(new float[] {3, 4, 5}, view.toFloatArray(), "evicted after all: the refill runs");
+            assertEquals("refill", log.getLast());
+
+            t.evict();
+            assertTrue(t.fillAhead());
+            t.release(); // freed with a fill under way: waited for first
+            assertEquals("wait", log.getLast());
+
+            Tensor plain = s.evictable(DType.F32, 4, w -> w.fill(0));
+            assertFalse(plain.fillAhead(), "no fill-ahead: it fills at first use, as before");
+            assertFalse(plain.isResident());
+        }
+    }
+
+    @Test
     void aRegionGivesTheGradientsOfRunningInlineAndEndsEachLayerAfterItsGradients() {
         CausalLM a = tiny(), b = tiny();
         try (ParameterStore sa = ParameterStore.allocate(a, Device.cpu(), 7);

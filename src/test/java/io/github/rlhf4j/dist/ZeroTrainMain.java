@@ -93,6 +93,7 @@ public final class ZeroTrainMain {
                 model.train(true);
                 int rows = GLOBAL_BATCH / world;
                 long sent0 = 0, building = comm.bytesMoved().totalBytes(); // zero-init: each group gathered once
+                long ahead0 = 0, aheadBuilding = comm.bytesMoved().startedAhead();
                 for (int step = 0; step < steps; step++) {
                     Random rng = new Random(1000 + step); // every rank draws the same global batch
                     int[] ids = new int[GLOBAL_BATCH * T], targets = new int[GLOBAL_BATCH * T];
@@ -110,7 +111,10 @@ public final class ZeroTrainMain {
                             opt.step("zero test");
                         }
                     }
-                    if (step == 0) sent0 = comm.bytesMoved().totalBytes() - building;
+                    if (step == 0) {
+                        sent0 = comm.bytesMoved().totalBytes() - building;
+                        ahead0 = comm.bytesMoved().startedAhead() - aheadBuilding;
+                    }
                 }
                 // model states at rest, between steps: parameters, gradients, AdamW moments (and nothing else live)
                 long live = dev.memory().live() - baseline;
@@ -127,7 +131,8 @@ public final class ZeroTrainMain {
                     for (int g = 0; g < opt.adamw().groups().size(); g++)
                         moments += 2L * 4 * opt.adamw().groups().get(g).params().numel();
                     Files.writeString(out.resolve("figures.txt"), "world=" + world + " stage=" + stage
-                            + " flat=" + store.flatSize() + " bytes_step1=" + sent0 + " moment_bytes=" + moments
+                            + " flat=" + store.flatSize() + " bytes_step1=" + sent0 + " ahead_step1=" + ahead0
+                            + " moment_bytes=" + moments
                             + " live=" + live + " flat_dims=" + opt.emaSource().dim() + " build_max=" + buildMax[0]
                             + (gradParts == null ? "" : " grad_part=" + gradParts[0] + " grad_parts_sum="
                                     + java.util.Arrays.stream(gradParts).sum())

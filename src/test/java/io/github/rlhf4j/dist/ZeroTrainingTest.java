@@ -68,6 +68,7 @@ class ZeroTrainingTest {
                 "-Drlhf4j.emu.dir=" + io.github.rlhf4j.kernels.Emulated.folder().toAbsolutePath()));
         if (mode.equals("emu-nccl")) cmd.add("-D" + DeviceCommunicator.TRANSPORT_PROPERTY + "=nccl");
         if (mode.equals("cpu-rows")) cmd.add("-Drlhf4j.tensor.flat_limit=" + ROWS_LIMIT);
+        if (mode.equals("cpu-noprefetch")) cmd.add("-D" + ShardedStore.PREFETCH_PROPERTY + "=false");
         if (mode.equals("cpu-budget")) cmd.add("-D" + io.github.rlhf4j.rlhf.RlhfEngine.BUDGET_PROPERTY + "=" + BUDGET);
         cmd.addAll(List.of(main.getName(), Integer.toString(stage), Integer.toString(steps), out.toString(),
                 mode.startsWith("emu") ? "emu" : "cpu"));
@@ -127,6 +128,30 @@ class ZeroTrainingTest {
         Path one = run(1, 0);
         for (int[] rs : new int[][] {{2, 0}, {2, 1}, {4, 1}, {2, 2}, {4, 2}, {2, 3}, {4, 3}})
             assertLikeOneProcess(one, run(rs[0], rs[1]), rs[0], rs[1], "");
+    }
+
+    /**
+     * Stage 3's prefetch (the next layer's all-gather started before the current layer computes, waited for at its
+     * use) changes when the bytes move, not what arrives: on 2 ranks, the run with it and the run without reach the
+     * same weights bit for bit and send the same bytes per step, and with it every layer's gather but the first of
+     * the forward and of the backward was started ahead. (assertLikeOneProcess counts the bytes: a group gathered
+     * ahead and then not used would send more than the paper's volume.)
+     */
+    @Test
+    void stageThreesPrefetchMovesTheSameBytesEarlierAndTrainsTheSame() throws Exception {
+        assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
+        Path with = run(ZeroTrainMain.class, 2, 3, STEPS, "cpu"), without = run(ZeroTrainMain.class, 2, 3, STEPS,
+                "cpu-noprefetch");
+        int layers = boundaries(with).length - 3; // groups: embeddings, the layers, the final norm and head
+        assertTrue(layers >= 2, "a model of " + layers + " layers has no next layer to prefetch");
+        System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest 2 ranks, stage 3: %d of the step's %d layer "
+                + "gathers started ahead (prefetch on), %d (off); %,d and %,d bytes per step%n",
+                figures(with).get("ahead_step1"), 2 * layers, figures(without).get("ahead_step1"),
+                figures(with).get("bytes_step1"), figures(without).get("bytes_step1"));
+        assertEquals(2L * (layers - 1), figures(with).get("ahead_step1"), "forward and backward, each but the first");
+        assertEquals(0L, figures(without).get("ahead_step1"));
+        assertEquals(figures(without).get("bytes_step1"), figures(with).get("bytes_step1"));
+        assertArrayEquals(weights(without), weights(with), "the same weights with the prefetch and without");
     }
 
     /**
@@ -216,8 +241,8 @@ class ZeroTrainingTest {
 
     /**
      * The same on a GPU's code path, the models on the emulated CUDA device, 2 ranks: the stages' device tensors go
-     * through {@link DeviceCommunicator}, staged through the host over MPI (stages 1 and 3), and over NCCL's glue
-     * (stages 0 and 2) with NCCL's stand-in library, which reduces over MPI: what NCCL does on real GPUs is not
+     * through {@link DeviceCommunicator}, staged through the host over MPI (stages 1 and 2), and over NCCL's glue
+     * (stages 0 and 3, stage 3's prefetch included) with NCCL's stand-in library, which reduces over MPI: what NCCL does on real GPUs is not
      * exercised here, the calls into it from the stages are. One process on the emulated device is the reference.
      */
     @Test
@@ -229,7 +254,7 @@ class ZeroTrainingTest {
         if (!stubs) System.out.println("ZeroTrainingTest: no NCCL stand-ins at " + ncclStubs() + ": the NCCL path "
                 + "of the stages is not checked");
         for (int stage = 0; stage <= 3; stage++) {
-            String mode = stubs && stage % 2 == 0 ? "emu-nccl" : "emu";
+            String mode = stubs && (stage == 0 || stage == 3) ? "emu-nccl" : "emu";
             Path out = run(ZeroTrainMain.class, 2, stage, steps, mode);
             String transport = Files.readString(out.resolve("transport.txt"));
             System.out.println("ZeroTrainingTest emulated GPU, 2 ranks, stage " + stage + ": " + transport);
@@ -237,6 +262,9 @@ class ZeroTrainingTest {
                     : transport.startsWith("device tensors staged through host memory over MPI (cuda-emu:0 is not"),
                     transport);
             assertLikeOneProcess(one, out, 2, stage, " (emulated GPU, " + mode + ")");
+            if (stage == 3) // started ahead over NCCL; host staging gathers at once
+                assertEquals(mode.equals("emu-nccl") ? 2L * (boundaries(out).length - 4) : 0L,
+                        figures(out).get("ahead_step1"), "stage 3's gathers started ahead over " + mode);
         }
         // stage 3 with ZeRO-Offload: each rank's optimizer partition and its step on the host; the device holds
         // only the partitioned parameters and gradients between steps
