@@ -207,64 +207,71 @@ static struct {
 };
 
 /* The requests started and not yet waited for. A handle is the start's serial number, so a stale or foreign handle
- * is refused by name instead of waiting on a slot that another start has taken since. */
-static struct {
-    MPI_Request req[RLHF4J_DIST_MAX_PENDING];
-    int64_t serial[RLHF4J_DIST_MAX_PENDING]; /* 0: free */
-    int64_t next;
-} pend;
-
-/* Progress for requests started ahead. Open MPI moves a nonblocking collective only inside MPI calls, and the compute
- * between a start and its wait makes none, so without help the data would move at the wait. While any request is
- * pending, this thread enters MPI every PROGRESS_NS (an MPI_Iprobe on MPI_COMM_SELF, where nothing is ever sent: it
- * matches nothing and only runs the progress engine), so the transfer goes on beside the compute. It needs
- * MPI_THREAD_MULTIPLE; without it the requests move at their wait. It never touches a request itself (only the
- * thread that started one waits on it, as MPI requires). */
-#define PROGRESS_NS 50000
+ * is refused by name instead of waiting on a slot that another start has taken since. Guarded by pend.mu, which
+ * the progress thread below shares. */
+enum { SLOT_FREE = 0, SLOT_MOVING, SLOT_DONE, SLOT_WAITED };
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t wake;
+    pthread_cond_t wake;     /* a request to move, or stop */
+    MPI_Request req[RLHF4J_DIST_MAX_PENDING];
+    int64_t serial[RLHF4J_DIST_MAX_PENDING];
+    int state[RLHF4J_DIST_MAX_PENDING];
+    int err[RLHF4J_DIST_MAX_PENDING];   /* MPI_Test's result, once SLOT_DONE */
+    int64_t next;
     pthread_t thread;
-    int running, stop, active; /* active: requests pending */
-} prog = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+    int running, stop;
+} pend = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
+/* Progress for requests started ahead. Open MPI moves a nonblocking collective only inside MPI calls, and the compute
+ * between a start and its wait makes none, so without help the data would move at the wait. While a request is
+ * moving (started, not complete, not yet being waited for), this thread tests it (MPI_Test runs the progress engine
+ * and completes it), at PROGRESS_MIN_NS and then twice as far apart each time up to PROGRESS_MAX_NS, so that a
+ * transfer which takes a few calls gets them early and a long one costs the compute little; a complete request is
+ * left for its wait, and with none moving the thread sleeps. A request is touched by one thread at a time: the
+ * waiter takes it over (SLOT_WAITED) under the lock. Needs MPI_THREAD_MULTIPLE; without it requests move at their
+ * wait. */
+#define PROGRESS_MIN_NS 20000
+#define PROGRESS_MAX_NS 2000000
 static void *progress_main(void *arg) {
     (void)arg;
-    pthread_mutex_lock(&prog.mu);
-    while (!prog.stop) {
-        if (!prog.active) {
-            pthread_cond_wait(&prog.wake, &prog.mu);
+    long pause = PROGRESS_MIN_NS;
+    pthread_mutex_lock(&pend.mu);
+    while (!pend.stop) {
+        int moving = 0;
+        for (int i = 0; i < RLHF4J_DIST_MAX_PENDING; i++) {
+            if (pend.state[i] != SLOT_MOVING) continue;
+            int flag = 0;
+            int err = MPI_Test(&pend.req[i], &flag, MPI_STATUS_IGNORE);
+            if (flag || err != MPI_SUCCESS) {
+                pend.state[i] = SLOT_DONE;
+                pend.err[i] = err;
+            } else {
+                moving++;
+            }
+        }
+        if (!moving) {
+            pause = PROGRESS_MIN_NS;
+            pthread_cond_wait(&pend.wake, &pend.mu);
             continue;
         }
-        pthread_mutex_unlock(&prog.mu);
-        int flag = 0;
-        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_SELF, &flag, MPI_STATUS_IGNORE);
-        struct timespec ts = {0, PROGRESS_NS};
+        pthread_mutex_unlock(&pend.mu);
+        struct timespec ts = {0, pause};
         nanosleep(&ts, NULL);
-        pthread_mutex_lock(&prog.mu);
+        pause = pause * 2 > PROGRESS_MAX_NS ? PROGRESS_MAX_NS : pause * 2;
+        pthread_mutex_lock(&pend.mu);
     }
-    pthread_mutex_unlock(&prog.mu);
+    pthread_mutex_unlock(&pend.mu);
     return NULL;
 }
 
-/* One more (+1) or one fewer (-1) request pending; the first start of a process starts the thread. */
-static void progress_count(int delta) {
-    pthread_mutex_lock(&prog.mu);
-    if (!prog.running && delta > 0 && g_dist.thread_level == MPI_THREAD_MULTIPLE && !prog.stop)
-        prog.running = pthread_create(&prog.thread, NULL, progress_main, NULL) == 0;
-    prog.active += delta;
-    if (prog.active > 0) pthread_cond_signal(&prog.wake);
-    pthread_mutex_unlock(&prog.mu);
-}
-
 static void progress_stop(void) {
-    pthread_mutex_lock(&prog.mu);
-    prog.stop = 1;
-    pthread_cond_signal(&prog.wake);
-    int running = prog.running;
-    prog.running = 0;
-    pthread_mutex_unlock(&prog.mu);
-    if (running) pthread_join(prog.thread, NULL);
+    pthread_mutex_lock(&pend.mu);
+    pend.stop = 1;
+    pthread_cond_signal(&pend.wake);
+    int running = pend.running;
+    pend.running = 0;
+    pthread_mutex_unlock(&pend.mu);
+    if (running) pthread_join(pend.thread, NULL);
 }
 
 void dist_track_begin(dist_op_id op, int64_t bytes, int32_t dtype) {
@@ -631,12 +638,12 @@ RLHF4J_API int32_t rlhf4j_dist_finalize(void) {
     }
     pthread_mutex_unlock(&wd.mpi_mu);
     dist_track_begin(DIST_OP_FINALIZE, 0, RLHF4J_I32);
-    for (int i = 0; i < RLHF4J_DIST_MAX_PENDING; i++) /* a request must not outlive its communicator */
-        if (pend.serial[i]) {
-            MPI_Wait(&pend.req[i], MPI_STATUS_IGNORE);
-            pend.serial[i] = 0;
-        }
     progress_stop();
+    for (int i = 0; i < RLHF4J_DIST_MAX_PENDING; i++) { /* a request must not outlive its communicator */
+        if (pend.state[i] == SLOT_MOVING) MPI_Wait(&pend.req[i], MPI_STATUS_IGNORE);
+        pend.state[i] = SLOT_FREE;
+        pend.serial[i] = 0;
+    }
     MPI_Comm_free(&wd.health);
     MPI_Comm_free(&g_dist.comm);
     for (int t = 0; t < 2; t++)
@@ -808,8 +815,8 @@ RLHF4J_API int32_t rlhf4j_dist_all_gather_start(const void *send, void *recv, in
     if (count > INT32_MAX)
         return dist_fail(RLHF4J_ERR_UNSUPPORTED, "%s: count %lld per rank exceeds MPI's int counts", fn,
                          (long long)count);
-    int slot = 0;
-    while (slot < RLHF4J_DIST_MAX_PENDING && pend.serial[slot]) slot++;
+    int slot = 0; /* only this thread frees and fills slots: reading the states unlocked is safe */
+    while (slot < RLHF4J_DIST_MAX_PENDING && pend.state[slot] != SLOT_FREE) slot++;
     if (slot == RLHF4J_DIST_MAX_PENDING)
         return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT, "%s: %d requests are pending already (the most at once): wait "
                          "for one first", fn, RLHF4J_DIST_MAX_PENDING);
@@ -821,13 +828,19 @@ RLHF4J_API int32_t rlhf4j_dist_all_gather_start(const void *send, void *recv, in
                          g_dist.rank);
     MPI_Datatype t = mpi_type(dtype);
     dist_track_begin(DIST_OP_ALL_GATHER_START, block * g_dist.size, dtype);
-    int err = MPI_Iallgather(ov ? MPI_IN_PLACE : send, (int)count, t, recv, (int)count, t, g_dist.comm,
-                             &pend.req[slot]);
+    MPI_Request req;
+    int err = MPI_Iallgather(ov ? MPI_IN_PLACE : send, (int)count, t, recv, (int)count, t, g_dist.comm, &req);
     dist_track_end();
     if (err != MPI_SUCCESS) return mpi_fail(fn, "MPI_Iallgather", err);
+    pthread_mutex_lock(&pend.mu);
+    pend.req[slot] = req;
     pend.serial[slot] = ++pend.next;
+    pend.state[slot] = SLOT_MOVING;
     *request = pend.serial[slot];
-    progress_count(+1);
+    if (!pend.running && !pend.stop && g_dist.thread_level == MPI_THREAD_MULTIPLE)
+        pend.running = pthread_create(&pend.thread, NULL, progress_main, NULL) == 0;
+    pthread_cond_signal(&pend.wake);
+    pthread_mutex_unlock(&pend.mu);
     return RLHF4J_OK;
 }
 
@@ -836,16 +849,28 @@ RLHF4J_API int32_t rlhf4j_dist_wait(int64_t request) {
     int32_t st = dist_check_ready(fn);
     if (st) return st;
     int slot = 0;
-    while (slot < RLHF4J_DIST_MAX_PENDING && (request <= 0 || pend.serial[slot] != request)) slot++;
+    while (slot < RLHF4J_DIST_MAX_PENDING &&
+           (request <= 0 || pend.state[slot] == SLOT_FREE || pend.serial[slot] != request))
+        slot++;
     if (slot == RLHF4J_DIST_MAX_PENDING)
         return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT, "%s: request %lld is not pending (waited for already, or never "
                          "started)", fn, (long long)request);
-    dist_track_begin(DIST_OP_WAIT, 0, RLHF4J_I32);
-    int err = MPI_Wait(&pend.req[slot], MPI_STATUS_IGNORE);
-    dist_track_end();
+    pthread_mutex_lock(&pend.mu);
+    int done = pend.state[slot] == SLOT_DONE, err = pend.err[slot];
+    pend.state[slot] = SLOT_WAITED; /* the progress thread leaves it alone from here */
+    pthread_mutex_unlock(&pend.mu);
+    const char *call = "MPI_Test";
+    if (!done) {
+        dist_track_begin(DIST_OP_WAIT, 0, RLHF4J_I32);
+        err = MPI_Wait(&pend.req[slot], MPI_STATUS_IGNORE);
+        dist_track_end();
+        call = "MPI_Wait";
+    }
+    pthread_mutex_lock(&pend.mu);
+    pend.state[slot] = SLOT_FREE;
     pend.serial[slot] = 0;
-    progress_count(-1);
-    return err == MPI_SUCCESS ? RLHF4J_OK : mpi_fail(fn, "MPI_Wait", err);
+    pthread_mutex_unlock(&pend.mu);
+    return err == MPI_SUCCESS ? RLHF4J_OK : mpi_fail(fn, call, err);
 }
 
 RLHF4J_API int32_t rlhf4j_dist_broadcast(void *buf, int64_t count, int32_t dtype, int32_t root) {

@@ -111,9 +111,9 @@ RLHF4J_API int32_t rlhf4j_dist_barrier(void);
  * then neither buffer may be read or written. ZeRO stage 3 starts the next layer's gather this way before computing
  * the current one. It is a collective call like the others: the start takes its place in the order of calls that
  * every rank keeps, and each rank waits on it later, in any order of its own. Buffers and in-place rule as
- * all_gather. Open MPI moves a nonblocking collective only inside MPI calls: while requests are pending, a thread of
- * the shim enters MPI every 50 us to move them beside the caller's compute (under MPI_THREAD_MULTIPLE; else they
- * move at the wait). The watchdog times the start and the wait. */
+ * all_gather. Open MPI moves a nonblocking collective only inside MPI calls: until a request is complete, a thread of
+ * the shim tests it (from 20 us apart, backing off to 2 ms) to move it beside the caller's compute (under
+ * MPI_THREAD_MULTIPLE; else it moves at the wait). The watchdog times the start and the wait. */
 RLHF4J_API int32_t rlhf4j_dist_all_gather_start(const void *send, void *recv, int64_t count, int32_t dtype,
                                                 int64_t *request);
 /* Completes a request of rlhf4j_dist_all_gather_start; a handle is taken once (waiting again fails, naming it).

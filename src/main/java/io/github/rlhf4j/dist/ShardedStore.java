@@ -36,7 +36,8 @@ import java.util.Map;
  * order, as data-parallel training does. At stage 3, the gather of the layer that runs next (the next one in a
  * forward, the previous one in a backward) starts before the current layer computes and is waited for at its first
  * use ({@link #prefetch}), so that the transport moves it meanwhile: NCCL on its own stream beside the compute
- * kernels; MPI (host buffers) through a nonblocking all-gather that a thread of the shim keeps moving.
+ * kernels; MPI (host buffers) through a nonblocking all-gather that a thread of the shim keeps moving. It is on for
+ * models on a GPU and off on the CPU, where the copies take the compute's own cores ({@link #PREFETCH_PROPERTY}).
  */
 public final class ShardedStore implements AutoCloseable {
     private final ParameterStore store;
@@ -55,10 +56,15 @@ public final class ShardedStore implements AutoCloseable {
     private int pinned;
     private final boolean[] kept; // kept whole by gatheredWithin until its guard closes
     private Walk walk; // the walk under way: no group but its current one may be gathered
-    private boolean prefetch = !"false".equalsIgnoreCase(System.getProperty(PREFETCH_PROPERTY, "true"));
+    private boolean prefetch;
     private long prefetched;
 
-    /** The system property that turns stage 3's prefetch of the next layer off ({@code false}). */
+    /**
+     * The system property that sets stage 3's prefetch of the next layer: {@code true}, {@code false}, or
+     * {@code auto} (the default): on for a model on a GPU, off on the CPU. On the CPU an MPI transfer is a copy
+     * that the CPU's cores make, the same cores the compute runs on, so starting it early wins nothing: on the
+     * 2-core development machine a ZeRO-3 step of OPT-125m on 2 ranks took 3% longer with it (bench/RESULTS.md).
+     */
     public static final String PREFETCH_PROPERTY = "rlhf4j.zero.prefetch";
 
     /**
@@ -83,6 +89,14 @@ public final class ShardedStore implements AutoCloseable {
             throw new IllegalArgumentException("a store laid out only (ParameterStore.layOut) is built partitioned, "
                     + "which is ZeRO stage 3's; stage " + stage + " keeps the parameters whole: allocate it");
         this.bounds = store.groupBoundaries();
+        String setting = System.getProperty(PREFETCH_PROPERTY, "auto").trim().toLowerCase(java.util.Locale.ROOT);
+        this.prefetch = switch (setting) {
+            case "true", "on" -> true;
+            case "false", "off" -> false;
+            case "auto" -> !store.device().isCpu();
+            default -> throw new IllegalArgumentException("-D" + PREFETCH_PROPERTY + "=" + setting
+                    + ": expected auto, true or false");
+        };
         long multiple = Zero.flatMultiple(world);
         if (!store.layout().groupByLayer() || store.layout().flatMultiple() % multiple != 0)
             throw new IllegalArgumentException("ZeRO stage " + stage + " on " + world + " ranks needs the store laid "
@@ -276,8 +290,12 @@ public final class ShardedStore implements AutoCloseable {
                 }
                 layerGroups.put(t, groups);
                 if (t.layerHook() != null) throw new IllegalStateException("the model's layers are hooked already");
+                int last = groups.keySet().stream().mapToInt(Integer::intValue).max().orElse(-1);
+                // a KV-cache forward (generation) is followed by another from the first layer: the next token's
+                // or, after the last token, the experience pass's
                 t.setLayerHook((index, x, cached, run) -> layer(groups.getOrDefault(index, -1),
-                        groups.getOrDefault(index + 1, -1), groups.getOrDefault(index - 1, -1), x, run));
+                        groups.getOrDefault(cached && index == last ? 0 : index + 1, -1),
+                        groups.getOrDefault(index - 1, -1), x, run));
             }
     }
 
@@ -288,8 +306,8 @@ public final class ShardedStore implements AutoCloseable {
 
     /**
      * Layer group g's run: its parameters gathered before (at stage 3, with the gather of the layer that comes next
-     * started before this one computes: {@code next} in the forward, {@code previous} in the backward), given back
-     * after, and its gradient reduce-scattered after its backward.
+     * started before this one computes: {@code next} in the forward, the first layer after the last in generation,
+     * {@code previous} in the backward), given back after, and its gradient reduce-scattered after its backward.
      */
     private Tensor layer(int g, int next, int previous, Tensor x, java.util.function.UnaryOperator<Tensor> run) {
         if (g < 0) return run.apply(x);
@@ -318,7 +336,8 @@ public final class ShardedStore implements AutoCloseable {
      * waited for), then the gather of group {@code ahead} started without waiting, so that the transport moves it
      * while g computes (DeepSpeed's stage-3 prefetch; Rajbhandari et al. 2020, section 5.3). Two groups are whole
      * at once, the current and the next. Every rank runs the same layers in the same order, so the ranks start the
-     * same gathers in the same order. Off with {@link #setPrefetch}, or {@value #PREFETCH_PROPERTY}=false.
+     * same gathers in the same order. On for a model on a GPU, off on the CPU ({@value #PREFETCH_PROPERTY},
+     * {@link #setPrefetch}).
      */
     private void prefetch(int g, int ahead) {
         if (!prefetch || dataGroups == null || world == 1 || ahead < 0 || walk != null) return;
@@ -330,8 +349,8 @@ public final class ShardedStore implements AutoCloseable {
     }
 
     /**
-     * Whether stage 3 starts the gather of the next layer before the current one computes (default: on, unless
-     * {@value #PREFETCH_PROPERTY} is false). Every rank must choose the same: it changes the order of collectives.
+     * Whether stage 3 starts the gather of the next layer before the current one computes (default: as
+     * {@value #PREFETCH_PROPERTY} says). Every rank must choose the same: it changes the order of collectives.
      */
     public void setPrefetch(boolean on) {
         this.prefetch = on;

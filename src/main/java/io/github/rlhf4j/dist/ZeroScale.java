@@ -17,7 +17,7 @@ import java.util.Locale;
  * ring, each GPU sending (N - 1) / N of the paper's volume; NVLink at 900 GB/s per H100 within a node, InfiniBand at
  * 400 Gb/s (50 GB/s) per GPU between nodes (a ring spanning nodes runs at the slower link); the compute floor of one
  * step: 6 x parameters x tokens per GPU at 798 TFLOP/s (bf16 dense). Activations, the KV cache and the frozen
- * models of step 3 come on top of the model states shown.
+ * models of step 3 come on top of the model states shown there; {@link #step3} counts them for step 3.
  */
 public final class ZeroScale {
     public static final double NVLINK_BYTES_PER_S = 900e9, IB_BYTES_PER_S = 400e9 / 8, BF16_FLOPS = 798e12;
@@ -76,44 +76,95 @@ public final class ZeroScale {
     }
 
     /**
+     * What a layer's backward keeps from its forward in fp32, in bytes per token and hidden unit, for OPT's pre-LN
+     * layer (ffn = 4 x hidden, no dropout): the inputs of its two layer norms and four linear maps, q, k, v and the
+     * attention output, the MLP's activations before and after the ReLU (4 x hidden each), 64 bytes, and the
+     * attention's row statistics and the norms' (flash-style attention keeps no score matrix, so nothing grows with
+     * the sequence squared). Fitted to the peaks {@code ActivationMemoryTest} measures on the CPU backend, which
+     * holds {@link #trainingActivationBytes} to them on other shapes.
+     */
+    public static final long LAYER_SAVED_PER_TOKEN_UNIT = 72;
+    /** Outside the layers, per token and hidden unit: the embeddings' output, the final norm, the backward's gradients of the hidden states. */
+    public static final long OUTSIDE_LAYERS_PER_TOKEN_UNIT = 52;
+    /** The LM head and the log-probabilities in fp32, in bytes per token and vocabulary entry: the logits and their gradient. */
+    public static final long HEAD_PER_TOKEN_VOCAB = 8;
+
+    /**
+     * The activation memory of one training forward and backward of a model of {@code c}'s shapes on {@code batch}
+     * sequences of {@code seq} tokens, fp32, at its peak: every layer's saves ({@link #LAYER_SAVED_PER_TOKEN_UNIT})
+     * or, with gradient checkpointing, each layer's input alone (4 bytes per token and unit) plus one layer's saves
+     * and its input and input gradient while its backward recomputes it; what lies outside the layers
+     * ({@link #OUTSIDE_LAYERS_PER_TOKEN_UNIT}); and the LM head's logits ({@code lmHead}:
+     * {@link #HEAD_PER_TOKEN_VOCAB}), or a value head's next to nothing (the critic).
+     */
+    public static long trainingActivationBytes(ModelConfig c, long batch, long seq, boolean checkpointing,
+                                               boolean lmHead) {
+        long tokens = batch * seq, th = tokens * c.hiddenSize();
+        long layers = checkpointing ? (4L * c.numLayers() + LAYER_SAVED_PER_TOKEN_UNIT + 8) * th
+                : LAYER_SAVED_PER_TOKEN_UNIT * c.numLayers() * th;
+        return layers + OUTSIDE_LAYERS_PER_TOKEN_UNIT * th + (lmHead ? HEAD_PER_TOKEN_VOCAB * tokens * c.vocabSize() : 0);
+    }
+
+    /** The fp32 KV cache of generating {@code batch} sequences of up to {@code seq} tokens (keys and values). */
+    public static long kvCacheBytes(ModelConfig c, long batch, long seq) {
+        return 2L * 4 * c.numLayers() * batch * seq * c.numKvHeads() * c.headDim();
+    }
+
+    /**
      * A step-3 set-up as {@code deploy/} runs it: the actor and critic presets, the GPUs and their memory, the ZeRO
      * stage of both trained models, the actor's LoRA rank with or without {@code --only-optimize-lora} (the critic
-     * trains whole), {@code --offload-reference-model} and {@code --enable-ema}.
+     * trains whole), {@code --offload-reference-model} and {@code --enable-ema}; the sequences each GPU takes at once
+     * ({@code --per-device-train-batch-size}) and their length (prompt and answer), and whether the actor trains with
+     * gradient checkpointing (the critic does not, as DS-Chat's scripts leave it).
      */
     public record Step3Setup(String name, String actor, String critic, int gpus, long gpuBytes, int stage,
-                             int actorLoraDim, boolean onlyOptimizeLora, boolean offloadReference, boolean ema) {}
+                             int actorLoraDim, boolean onlyOptimizeLora, boolean offloadReference, boolean ema,
+                             int batch, int seq, boolean actorCheckpointing) {}
 
     /**
      * Step 3's model states per GPU for a {@link Step3Setup}, in fp32 as rlhf4j trains (4 bytes a weight and a
      * gradient, 8 for the two AdamW moments; there is no separate master copy), padding left out: each trained model's
      * parameters (partitioned at stage 3), gradients of its trainable parameters (at stages 2-3) and moments (at
      * stages 1-3); the frozen reference and reward model (partitioned beside them at stage 3, or whole in host memory
-     * with {@code offloadReference}); the EMA (as the actor's parameters); the largest actor layer, gathered whole
-     * at stage 3; and what gathering the whole actor for generation adds (the hybrid engine).
+     * with {@code offloadReference}); the EMA (as the actor's parameters); at stage 3 the largest actor layer
+     * twice, gathered whole (the one computing and the next, prefetched); and what gathering the whole actor for
+     * generation adds (the hybrid engine). Then the activations ({@link #trainingActivationBytes}: the larger of the
+     * actor's and the critic's, which train one after the other) and the actor's KV cache when it generates.
      */
     public record Step3Row(Step3Setup setup, long actorParameters, long actorTrainable, long criticParameters,
                            long actorBytes, long criticBytes, long frozenBytes, long emaBytes, long layerBytes,
-                           long hostBytes, long wholeActorMore, int layers) {
+                           long hostBytes, long wholeActorMore, int layers, long activationBytes, long kvCacheBytes) {
+        /** The model states and the gathered layers. */
         public long total() {
-            return actorBytes + criticBytes + frozenBytes + emaBytes + layerBytes;
+            return actorBytes + criticBytes + frozenBytes + emaBytes + 2 * layerBytes;
         }
 
-        /** The model states and one gathered layer fit the GPU (activations and the KV cache come on top). */
+        /** The model states, the gathered layers and the larger of training's activations and generation's cache. */
+        public long peak() {
+            return total() + Math.max(activationBytes, kvCacheBytes);
+        }
+
+        /** {@link #peak} fits the GPU. */
         public boolean fits() {
-            return total() <= setup.gpuBytes();
+            return peak() <= setup.gpuBytes();
         }
 
-        /** {@code --hybrid-engine auto} gathers the whole actor: it fits with an eighth of the GPU spare. */
+        /**
+         * {@code --hybrid-engine auto} gathers the whole actor: it fits with an eighth of the GPU spare, which the
+         * KV cache must fit in.
+         */
         public boolean hybridEngineFits() {
-            return total() + wholeActorMore <= setup.gpuBytes() - setup.gpuBytes() / 8;
+            return kvCacheBytes <= setup.gpuBytes() / 8
+                    && total() + wholeActorMore <= setup.gpuBytes() - setup.gpuBytes() / 8;
         }
 
         /**
          * When the whole actor does not fit: about how many of its layers {@code --hybrid-engine auto} keeps gathered
-         * for a generation phase (the room left, an eighth of the GPU spare, over one layer's bytes).
+         * for a generation phase (the room left, an eighth of the GPU spare or the KV cache if larger, over one
+         * layer's bytes).
          */
         public long hybridEngineLayers() {
-            long room = setup.gpuBytes() - setup.gpuBytes() / 8 - total();
+            long room = setup.gpuBytes() - Math.max(setup.gpuBytes() / 8, kvCacheBytes) - total();
             return layerBytes == 0 || room <= 0 ? 0 : Math.min(layers, room / layerBytes);
         }
     }
@@ -133,39 +184,53 @@ public final class ZeroScale {
         long layer = 0;
         long[] cuts = ZeroPlan.layerGroups(actor);
         for (int g = 0; g + 1 < cuts.length; g++) layer = Math.max(layer, cuts[g + 1] - cuts[g]);
+        ModelConfig ac = OptPresets.config(s.actor(), true), cc = OptPresets.config(s.critic(), true);
+        long activations = Math.max(trainingActivationBytes(ac, s.batch(), s.seq(), s.actorCheckpointing(), true),
+                trainingActivationBytes(cc, s.batch(), s.seq(), false, false));
         return new Step3Row(s, pa, ta, pc, actorBytes, criticBytes, frozenBytes, s.ema() ? 4 * pa / np : 0,
                 s.stage() == 3 ? 4 * layer : 0, s.offloadReference() ? frozen : 0,
                 s.stage() == 3 ? 4 * pa - 4 * pa / np : 0, (int) actor.namedParameters().keySet().stream()
                         .map(io.github.rlhf4j.nn.ParameterStore::layerOf).filter(java.util.Objects::nonNull).distinct()
-                        .count());
+                        .count(), activations, kvCacheBytes(ac, s.batch(), s.seq()));
     }
 
     /** The three set-ups of {@code deploy/} (DeepSpeed-Chat's t9k example) at the ZeRO stages their scripts set. */
     public static List<Step3Setup> deploySetups() {
-        return List.of(new Step3Setup("1x A100-40G", "opt-1.3b", "opt-350m", 1, 40L << 30, 0, 128, false, true, false),
-                new Step3Setup("4x A100-40G", "opt-13b", "opt-350m", 4, 40L << 30, 3, 128, true, true, false),
-                new Step3Setup("2x 8x A100-80G", "opt-66b", "opt-350m", 16, 80L << 30, 3, 128, true, false, false));
+        return List.of(new Step3Setup("1x A100-40G", "opt-1.3b", "opt-350m", 1, 40L << 30, 0, 128, false, true, false,
+                        8, 512, true),
+                new Step3Setup("4x A100-40G", "opt-13b", "opt-350m", 4, 40L << 30, 3, 128, true, true, false, 4, 512,
+                        true),
+                new Step3Setup("2x 8x A100-80G", "opt-66b", "opt-350m", 16, 80L << 30, 3, 128, true, false, false, 4,
+                        512, true));
     }
 
     /** The markdown table of {@link #step3} rows. */
     public static String step3Table(List<Step3Row> rows) {
         StringBuilder sb = new StringBuilder("Step 3 per GPU as rlhf4j runs it (fp32 weights and gradients, fp32 AdamW "
-                + "moments for the trainable parameters; padding left out). \"fits\" is the model states plus one "
-                + "gathered actor layer; activations and the KV cache come on top. \"hybrid engine\" is what "
-                + "`--hybrid-engine auto` keeps gathered for a generation phase (with an eighth of the GPU spare): "
-                + "the whole actor, else about as many of its layers as fit, the others gathered for each token.\n\n");
-        sb.append("| set-up | actor | critic | ZeRO | actor trainable | actor GiB | critic GiB | reference + reward GiB "
-                + "| one layer GiB | total GiB | GPU GiB | fits | hybrid engine | host GiB |\n");
-        sb.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+                + "moments for the trainable parameters; padding left out). \"gathered layers\" is two actor layers "
+                + "whole at stage 3 (the one computing and the next, prefetched); \"states\" adds them to the model "
+                + "states. \"activations\" is the larger of the actor's (gradient checkpointing as the set-up "
+                + "says) and the critic's training forward and backward, fp32, for the set-up's sequences per GPU "
+                + "(constants measured on the CPU backend); \"KV cache\" is the actor's when it generates them. "
+                + "\"peak\" is the states plus the larger of those two, and \"fits\" compares it with the GPU. "
+                + "\"hybrid engine\" is what `--hybrid-engine auto` keeps gathered for a generation phase (with an "
+                + "eighth of the GPU spare, or the KV cache's room if larger): the whole actor, else about as many of "
+                + "its layers as fit, the others gathered for each token.\n\n");
+        sb.append("| set-up | actor | critic | ZeRO | sequences x tokens per GPU | actor trainable | actor GiB | critic "
+                + "GiB | reference + reward GiB | gathered layers GiB | states GiB | activations GiB | KV cache GiB "
+                + "| peak GiB | GPU GiB | fits | hybrid engine | host GiB |\n");
+        sb.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         double gb = 1L << 30;
         for (Step3Row r : rows) {
             Step3Setup s = r.setup();
-            sb.append(String.format(Locale.ROOT, "| %s | %s%s | %s | %d | %.2fB of %.2fB | %.1f | %.1f | %.1f%s | %.1f | "
-                            + "%.1f | %.0f | %s | %s | %.1f |%n", s.name(), s.actor(),
+            sb.append(String.format(Locale.ROOT, "| %s | %s%s | %s | %d | %d x %d%s | %.2fB of %.2fB | %.1f | %.1f | "
+                            + "%.1f%s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %s | %s | %.1f |%n", s.name(), s.actor(),
                     s.actorLoraDim() > 0 ? " + LoRA " + s.actorLoraDim() + (s.onlyOptimizeLora() ? " only" : "") : "",
-                    s.critic(), s.stage(), r.actorTrainable() / 1e9, r.actorParameters() / 1e9, r.actorBytes() / gb,
+                    s.critic(), s.stage(), s.batch(), s.seq(), s.actorCheckpointing() ? ", actor checkpointed" : "",
+                    r.actorTrainable() / 1e9, r.actorParameters() / 1e9, r.actorBytes() / gb,
                     r.criticBytes() / gb, r.frozenBytes() / gb, s.offloadReference() ? " (on the host)" : "",
-                    r.layerBytes() / gb, r.total() / gb, s.gpuBytes() / gb,
+                    2 * r.layerBytes() / gb, r.total() / gb, r.activationBytes() / gb, r.kvCacheBytes() / gb,
+                    r.peak() / gb, s.gpuBytes() / gb,
                     r.fits() ? "yes" : "no", s.stage() < 3 ? "-" : r.hybridEngineFits() ? "whole"
                             : r.hybridEngineLayers() == 0 ? "layer by layer"
                             : "~" + r.hybridEngineLayers() + " of " + r.layers() + " layers",

@@ -187,6 +187,29 @@ public final class AdamW implements AutoCloseable {
         return g.hasOwnLr() ? g.lr() : config.lr();
     }
 
+    /**
+     * {@link #stepScheduled} a piece at a time: {@code pieces} are {group, start, end} ranges of the groups, in the
+     * order to step them (together, each group once). {@code before} runs with a piece's index before it is stepped
+     * (its gradients must be in place when it returns) and {@code after} once it is: ZeRO-Offload copies a piece's
+     * gradients down and its weights up while the CPU steps another. AdamW is elementwise, so the result is the
+     * whole step's.
+     */
+    public void stepScheduledInPieces(double factor, double gradScale, List<long[]> pieces,
+                                      java.util.function.IntConsumer before, java.util.function.IntConsumer after) {
+        step++;
+        for (int p = 0; p < pieces.size(); p++) {
+            long[] piece = pieces.get(p);
+            Group g = groups.get((int) piece[0]);
+            Tensor[] mv = moments.get((int) piece[0]);
+            long a = piece[1], b = piece[2];
+            before.accept(p);
+            InPlace.adamw(g.params().flatRange(a, b), g.grads().flatRange(a, b), mv[0].flatRange(a, b),
+                    mv[1].flatRange(a, b), (g.hasOwnLr() ? g.lr() : config.lr()) * factor, config.beta1(),
+                    config.beta2(), config.eps(), g.weightDecay(), step, gradScale, null);
+            after.accept(p);
+        }
+    }
+
     private void step(java.util.function.ToDoubleFunction<Group> lrOf, double gradScale) {
         step++;
         for (int i = 0; i < groups.size(); i++) {

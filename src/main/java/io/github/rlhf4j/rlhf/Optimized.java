@@ -249,18 +249,104 @@ public final class Optimized implements AutoCloseable {
         return offload != null;
     }
 
-    /** The AdamW step, on the device or (offloaded) on the host between a gradient copy down and a weight copy up. */
+    /**
+     * The elements of one piece of the offloaded step ({@link #setOffloadPiece}): 4M fp32 numbers, 16 MiB, a few
+     * milliseconds of PCIe copy and of the CPU's AdamW each.
+     */
+    public static final long OFFLOAD_PIECE = 1L << 22;
+
+    private long offloadPiece = OFFLOAD_PIECE;
+    private int offloadPieces;
+
+    /** Sets the elements of a piece of the offloaded step (tests use small ones to see the pipeline turn). */
+    public void setOffloadPiece(long elements) {
+        if (elements < 1) throw new IllegalArgumentException("an offload piece of " + elements + " elements");
+        this.offloadPiece = elements;
+    }
+
+    /** How many pieces the last offloaded step took (0 when not offloaded or before the first step). */
+    public int offloadPieces() {
+        return offloadPieces;
+    }
+
+    /** The thread that runs offloaded AdamW steps while the caller's thread copies (one for the process: steps are serial). */
+    private static final java.util.concurrent.ExecutorService OFFLOAD_STEPPER =
+            java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+                Thread t = new Thread(r, "rlhf4j-offload-adamw");
+                t.setDaemon(true);
+                return t;
+            });
+
+    /**
+     * The AdamW step, on the device or (offloaded) on the host, pipelined as ZeRO-Offload's CPU Adam is: the
+     * optimizer's ranges are cut into pieces ({@link #OFFLOAD_PIECE}); this thread copies each piece's gradients down
+     * while another steps the pieces already down on the CPU, then copies each stepped piece's weights up while the
+     * CPU steps the rest. So the copies (the GPU's DMA engines) and the CPU's AdamW overlap, and the step takes
+     * about the longer of the two instead of their sum. The result is the whole step's (AdamW is elementwise).
+     */
     private void adamwStep(double factor, double gradScale) {
         if (offload == null) {
             adamw.stepScheduled(factor, gradScale);
             return;
         }
-        java.util.List<AdamW.Group> dev = offload.device().groups();
+        java.util.List<AdamW.Group> dev = offload.device().groups(), host = offload.host();
+        java.util.List<long[]> pieces = new java.util.ArrayList<>();
+        for (int i = 0; i < dev.size(); i++)
+            for (long a = 0, n = dev.get(i).params().numel(); a < n; a += offloadPiece)
+                pieces.add(new long[] {i, a, Math.min(n, a + offloadPiece)});
+        offloadPieces = pieces.size();
+        int n = pieces.size();
+        java.util.List<java.util.concurrent.CompletableFuture<Void>> down = new java.util.ArrayList<>(n),
+                stepped = new java.util.ArrayList<>(n);
+        for (int p = 0; p < n; p++) {
+            down.add(new java.util.concurrent.CompletableFuture<>());
+            stepped.add(new java.util.concurrent.CompletableFuture<>());
+        }
+        java.util.concurrent.Future<?> stepping = OFFLOAD_STEPPER.submit(() -> {
+            try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+                adamw.stepScheduledInPieces(factor, gradScale, pieces, p -> down.get(p).join(),
+                        p -> stepped.get(p).complete(null));
+            } catch (Throwable t) { // the copying thread must not wait for pieces that will never be stepped
+                for (var f : stepped) f.completeExceptionally(t);
+                throw t;
+            }
+        });
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
-            for (int i = 0; i < dev.size(); i++) dev.get(i).grads().copyToHost(segment(offload.host().get(i).grads()), DType.F32);
-            adamw.stepScheduled(factor, gradScale);
-            for (int i = 0; i < dev.size(); i++)
-                dev.get(i).params().copyFromHost(segment(offload.host().get(i).params()), DType.F32);
+            for (int p = 0; p < n; p++) {
+                long[] piece = pieces.get(p);
+                int g = (int) piece[0];
+                dev.get(g).grads().flatRange(piece[1], piece[2])
+                        .copyToHost(segment(host.get(g).grads().flatRange(piece[1], piece[2])), DType.F32);
+                down.get(p).complete(null);
+            }
+            for (int p = 0; p < n; p++) {
+                stepped.get(p).join();
+                long[] piece = pieces.get(p);
+                int g = (int) piece[0];
+                dev.get(g).params().flatRange(piece[1], piece[2])
+                        .copyFromHost(segment(host.get(g).params().flatRange(piece[1], piece[2])), DType.F32);
+            }
+            stepping.get();
+        } catch (RuntimeException | Error e) { // a copy or a piece failed: let the stepper end, then report it
+            for (var f : down) f.completeExceptionally(e);
+            try {
+                stepping.get();
+            } catch (Exception ignoredToo) {
+                // the first error is the one to report
+            }
+            if (e instanceof java.util.concurrent.CompletionException c && c.getCause() instanceof RuntimeException r)
+                throw r;
+            if (e instanceof java.util.concurrent.CompletionException c && c.getCause() instanceof Error err)
+                throw err;
+            throw e;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted during the offloaded AdamW step", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            Throwable cause = e.getCause();
+            if (cause instanceof RuntimeException r) throw r;
+            if (cause instanceof Error err) throw err;
+            throw new IllegalStateException("the offloaded AdamW step failed", cause);
         }
     }
 

@@ -169,7 +169,7 @@ public final class RlhfEngine implements AutoCloseable {
     }
 
     private ShardedStore.Whole layered(String why) {
-        generationMode = "ZeRO-3, layer by layer: each layer gathered for each forward, one whole at a time (" + why + ")";
+        generationMode = "ZeRO-3, layer by layer: each layer gathered for each forward, the next one's gather started ahead (" + why + ")";
         return () -> {};
     }
 

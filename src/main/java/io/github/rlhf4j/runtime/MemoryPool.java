@@ -18,6 +18,7 @@ public final class MemoryPool {
     private final Map<Long, ArrayDeque<Long>> free = new HashMap<>();
     private long cachedBytes;
     private long liveBytes;
+    private long peakLiveBytes;
 
     MemoryPool(Abi abi, long device) {
         this.abi = abi;
@@ -40,6 +41,7 @@ public final class MemoryPool {
         if (list != null && !list.isEmpty()) {
             cachedBytes -= cls;
             liveBytes += cls;
+            peakLiveBytes = Math.max(peakLiveBytes, liveBytes);
             return list.pop();
         }
         long ptr;
@@ -51,6 +53,7 @@ public final class MemoryPool {
             ptr = abi.malloc(device, cls);
         }
         liveBytes += cls;
+        peakLiveBytes = Math.max(peakLiveBytes, liveBytes);
         return ptr;
     }
 
@@ -71,6 +74,16 @@ public final class MemoryPool {
     /** Bytes held by live tensors (in size classes). */
     public synchronized long liveBytes() {
         return liveBytes;
+    }
+
+    /** The most {@link #liveBytes} has been since the pool was made or {@link #resetPeakLiveBytes} last ran. */
+    public synchronized long peakLiveBytes() {
+        return peakLiveBytes;
+    }
+
+    /** Starts a new peak from what is live now (to measure the peak of one piece of work). */
+    public synchronized void resetPeakLiveBytes() {
+        peakLiveBytes = liveBytes;
     }
 
     /** Bytes cached for reuse. */

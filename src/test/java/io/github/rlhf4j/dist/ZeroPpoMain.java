@@ -112,7 +112,7 @@ public final class ZeroPpoMain {
                         referenceStore, critic, new Optimized(criticStore, settings, comm, stage), reward, rewardStore,
                         true);
             }
-            // built partitioned, the actor generates without the hybrid engine: layer by layer, one whole at a time
+            // built partitioned, the actor generates without the hybrid engine: layer by layer, the next layer gathered ahead
             if (zeroInit) engine.hybridEngine(RlhfEngine.HybridEngine.OFF);
             try (engine; ShardedStore ignored = emaShards) {
                 PpoTrainer trainer = new PpoTrainer(engine, ppo);

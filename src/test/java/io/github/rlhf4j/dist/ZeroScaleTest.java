@@ -57,7 +57,21 @@ class ZeroScaleTest {
         assertEquals(4 * (pa + pc), opt13.hostBytes(), "--offload-reference-model: both frozen models on the host");
         assertTrue(opt13.fits() && !opt13.hybridEngineFits(), "13B's states fit an A100-40G; the whole actor does not");
         assertEquals(40, opt13.layers());
-        long room = (40L << 30) - (5L << 30) - opt13.total(); // an eighth of the GPU kept spare
+        // the KV cache of 4 sequences of 512 tokens: keys and values, 40 layers of 5120 fp32 numbers a token
+        assertEquals(2L * 4 * 40 * 4 * 512 * 5120, opt13.kvCacheBytes());
+        var actorConfig = io.github.rlhf4j.bench.OptPresets.config("opt-13b", true);
+        var criticConfig = io.github.rlhf4j.bench.OptPresets.config("opt-350m", true);
+        assertEquals(Math.max(ZeroScale.trainingActivationBytes(actorConfig, 4, 512, true, true),
+                ZeroScale.trainingActivationBytes(criticConfig, 4, 512, false, false)), opt13.activationBytes(),
+                "the larger of the checkpointed actor's and the whole critic's");
+        // checkpointed: each of the 40 layers' input (4 bytes a number), one layer's saves and its input and input
+        // gradient while it is recomputed, what lies outside the layers, and the LM head
+        assertEquals((4L * 40 + ZeroScale.LAYER_SAVED_PER_TOKEN_UNIT + 8 + ZeroScale.OUTSIDE_LAYERS_PER_TOKEN_UNIT)
+                * 2048 * 5120 + ZeroScale.HEAD_PER_TOKEN_VOCAB * 2048 * 50272,
+                ZeroScale.trainingActivationBytes(actorConfig, 4, 512, true, true));
+        assertEquals(opt13.total() + Math.max(opt13.activationBytes(), opt13.kvCacheBytes()), opt13.peak());
+        assertTrue(opt13.peak() < (30L << 30), "13B's step 3 peaks under 30 GiB of the 40: " + opt13.peak());
+        long room = (40L << 30) - (5L << 30) - opt13.total(); // an eighth of the GPU kept spare (the KV cache fits it)
         assertEquals(room / opt13.layerBytes(), opt13.hybridEngineLayers(), "the layers the hybrid engine keeps");
         assertTrue(opt13.hybridEngineLayers() > 0 && opt13.hybridEngineLayers() < 40);
         ZeroScale.Step3Row opt66 = rows.get(2);

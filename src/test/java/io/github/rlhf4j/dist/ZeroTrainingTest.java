@@ -68,7 +68,9 @@ class ZeroTrainingTest {
                 "-Drlhf4j.emu.dir=" + io.github.rlhf4j.kernels.Emulated.folder().toAbsolutePath()));
         if (mode.equals("emu-nccl")) cmd.add("-D" + DeviceCommunicator.TRANSPORT_PROPERTY + "=nccl");
         if (mode.equals("cpu-rows")) cmd.add("-Drlhf4j.tensor.flat_limit=" + ROWS_LIMIT);
-        if (mode.equals("cpu-noprefetch")) cmd.add("-D" + ShardedStore.PREFETCH_PROPERTY + "=false");
+        // stage 3's prefetch is off on the CPU by default: the PPO runs and "cpu-prefetch" turn it on
+        if (mode.equals("cpu-prefetch") || main == ZeroPpoMain.class)
+            cmd.add("-D" + ShardedStore.PREFETCH_PROPERTY + "=true");
         if (mode.equals("cpu-budget")) cmd.add("-D" + io.github.rlhf4j.rlhf.RlhfEngine.BUDGET_PROPERTY + "=" + BUDGET);
         cmd.addAll(List.of(main.getName(), Integer.toString(stage), Integer.toString(steps), out.toString(),
                 mode.startsWith("emu") ? "emu" : "cpu"));
@@ -132,20 +134,21 @@ class ZeroTrainingTest {
 
     /**
      * Stage 3's prefetch (the next layer's all-gather started before the current layer computes, waited for at its
-     * use) changes when the bytes move, not what arrives: on 2 ranks, the run with it and the run without reach the
-     * same weights bit for bit and send the same bytes per step, and with it every layer's gather but the first of
-     * the forward and of the backward was started ahead. (assertLikeOneProcess counts the bytes: a group gathered
-     * ahead and then not used would send more than the paper's volume.)
+     * use) changes when the bytes move, not what arrives: on 2 ranks, the run with it and the run without (the
+     * CPU's default) reach the same weights bit for bit and send the same bytes per step, and with it every layer's
+     * gather but the first of the forward and of the backward was started ahead. (assertLikeOneProcess counts the
+     * bytes: a group gathered ahead and then not used would send more than the paper's volume.)
      */
     @Test
     void stageThreesPrefetchMovesTheSameBytesEarlierAndTrainsTheSame() throws Exception {
         assumeTrue(mpirun != null, "no mpirun on the PATH (install openmpi-bin)");
-        Path with = run(ZeroTrainMain.class, 2, 3, STEPS, "cpu"), without = run(ZeroTrainMain.class, 2, 3, STEPS,
-                "cpu-noprefetch");
+        Path with = run(ZeroTrainMain.class, 2, 3, STEPS, "cpu-prefetch"), without = run(ZeroTrainMain.class, 2, 3,
+                STEPS, "cpu");
+        assertLikeOneProcess(run(1, 0), with, 2, 3, " (prefetch)");
         int layers = boundaries(with).length - 3; // groups: embeddings, the layers, the final norm and head
         assertTrue(layers >= 2, "a model of " + layers + " layers has no next layer to prefetch");
         System.out.printf(java.util.Locale.ROOT, "ZeroTrainingTest 2 ranks, stage 3: %d of the step's %d layer "
-                + "gathers started ahead (prefetch on), %d (off); %,d and %,d bytes per step%n",
+                + "gathers started ahead (prefetch on), %d (off, the CPU's default); %,d and %,d bytes per step%n",
                 figures(with).get("ahead_step1"), 2 * layers, figures(without).get("ahead_step1"),
                 figures(with).get("bytes_step1"), figures(without).get("bytes_step1"));
         assertEquals(2L * (layers - 1), figures(with).get("ahead_step1"), "forward and backward, each but the first");

@@ -1,5 +1,6 @@
 package io.github.rlhf4j.kernels;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -59,13 +60,29 @@ class OptimizerOffloadTest {
                     assertEquals(0, deviceOffloaded, "offloaded, the device holds no optimizer state");
                     assertTrue(host >= 2 * moments, "the host holds the moments and fp32 copies: " + host);
                     assertTrue(optB.isOffloaded() && !optA.isOffloaded());
-                    for (int step = 0; step < 5; step++)
-                        try (Scope s = Scope.open(gpu)) {
-                            loss(onDevice, step).backward();
-                            optA.step("offload test");
-                            loss(offloaded, step).backward();
-                            optB.step("offload test");
-                        }
+                    // the same, stepped in pieces of 1000 elements: the copies and the CPU's AdamW in a pipeline
+                    CausalLM piecewise = CausalLM.of(onDevice.config());
+                    try (ParameterStore c = ParameterStore.allocate(piecewise, gpu, 3);
+                         Optimized optC = new Optimized(c, settings, null, 0, true)) {
+                        optC.setOffloadPiece(1000);
+                        for (int step = 0; step < 5; step++)
+                            try (Scope s = Scope.open(gpu)) {
+                                loss(onDevice, step).backward();
+                                optA.step("offload test");
+                                loss(offloaded, step).backward();
+                                optB.step("offload test");
+                                loss(piecewise, step).backward();
+                                optC.step("offload test");
+                            }
+                        long elements = 0;
+                        for (var g : optC.adamw().groups()) elements += g.params().numel();
+                        assertEquals(optB.adamw().groups().size(), optB.offloadPieces(),
+                                "at the default size, a piece a group");
+                        assertTrue(optC.offloadPieces() >= elements / 1000, optC.offloadPieces() + " pieces of "
+                                + elements + " elements");
+                        assertArrayEquals(b.data().toFloatArray(), c.data().toFloatArray(),
+                                "stepped in pieces, the same weights bit for bit");
+                    }
                     float[] wa = a.data().toFloatArray(), wb = b.data().toFloatArray();
                     double max = 0, moved = 0;
                     float[] init;

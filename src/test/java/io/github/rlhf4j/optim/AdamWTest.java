@@ -131,6 +131,40 @@ class AdamWTest {
      * slots hold nonzero numbers; the alignment gaps of the flat buffer stay zero.
      */
     @Test
+    void steppedInPiecesInAnyOrderItIsTheWholeStep() {
+        int n = 1000;
+        float[] w0 = new float[n], g0 = new float[n];
+        java.util.Random r = new java.util.Random(4);
+        for (int i = 0; i < n; i++) {
+            w0[i] = (float) r.nextGaussian();
+            g0[i] = (float) r.nextGaussian();
+        }
+        try (Scope s = Scope.open(); Autograd.NoGrad ignored = Autograd.noGrad()) {
+            Tensor wa = Tensor.of(w0), ga = Tensor.of(g0), wb = Tensor.of(w0), gb = Tensor.of(g0);
+            AdamW.Config config = AdamW.Config.dsChat(1e-3, 0.1);
+            // two groups, one with its own learning rate, as DS-Chat's LoRA group has
+            try (AdamW whole = new AdamW(List.of(new AdamW.Group(wa.flatRange(0, 600), ga.flatRange(0, 600), 0.1),
+                    new AdamW.Group(wa.flatRange(600, n), ga.flatRange(600, n), 0.0, 5e-4)), config);
+                 AdamW pieces = new AdamW(List.of(new AdamW.Group(wb.flatRange(0, 600), gb.flatRange(0, 600), 0.1),
+                         new AdamW.Group(wb.flatRange(600, n), gb.flatRange(600, n), 0.0, 5e-4)), config)) {
+                List<long[]> order = List.of(new long[] {1, 200, 400}, new long[] {0, 0, 77}, new long[] {1, 0, 200},
+                        new long[] {0, 77, 600});
+                List<String> hooks = new ArrayList<>();
+                for (int step = 0; step < 3; step++) {
+                    whole.stepScheduled(0.5, 0.9);
+                    pieces.stepScheduledInPieces(0.5, 0.9, order, p -> hooks.add("before " + p),
+                            p -> hooks.add("after " + p));
+                }
+                assertEquals(List.of("before 0", "after 0", "before 1", "after 1", "before 2", "after 2", "before 3",
+                        "after 3"), hooks.subList(0, 8), "each piece between its two hooks, in the order given");
+                assertEquals(whole.stepCount(), pieces.stepCount(), "one step each time, not one a piece");
+                assertArrayEquals(wa.toFloatArray(), wb.toFloatArray(), "bit for bit");
+                assertArrayEquals(whole.moments(1)[1].toFloatArray(), pieces.moments(1)[1].toFloatArray());
+            }
+        }
+    }
+
+    @Test
     void forStoreOverTinyGpt2MatchesTorchWithDsChatGroupsAndSkipsFrozenParameters() {
         JsonNode f = FIXTURE.get("adamw_gpt2");
         JsonNode cfg = f.get("config");
