@@ -844,8 +844,8 @@ RLHF4J_API int32_t rlhf4j_dist_all_gather_start(const void *send, void *recv, in
     return RLHF4J_OK;
 }
 
-RLHF4J_API int32_t rlhf4j_dist_wait(int64_t request) {
-    static const char *fn = "rlhf4j_dist_wait";
+RLHF4J_API int32_t rlhf4j_dist_request_wait(int64_t request) {
+    static const char *fn = "rlhf4j_dist_request_wait";
     int32_t st = dist_check_ready(fn);
     if (st) return st;
     int slot = 0;

@@ -107,9 +107,9 @@ RLHF4J_API int32_t rlhf4j_dist_barrier(void);
 /* The most nonblocking requests pending at once. */
 #define RLHF4J_DIST_MAX_PENDING 16
 
-/* all_gather without waiting (MPI_Iallgather): starts it and sets *request, which rlhf4j_dist_wait completes; until
- * then neither buffer may be read or written. ZeRO stage 3 starts the next layer's gather this way before computing
- * the current one. It is a collective call like the others: the start takes its place in the order of calls that
+/* all_gather without waiting (MPI_Iallgather): starts it and sets *request, which rlhf4j_dist_request_wait
+ * completes; until then neither buffer may be read or written. ZeRO stage 3 starts the next layer's gather this way
+ * before computing the current one. It is a collective call like the others: the start takes its place in the order of calls that
  * every rank keeps, and each rank waits on it later, in any order of its own. Buffers and in-place rule as
  * all_gather. Open MPI moves a nonblocking collective only inside MPI calls: until a request is complete, a thread of
  * the shim tests it (from 20 us apart, backing off to 2 ms) to move it beside the caller's compute (under
@@ -118,7 +118,7 @@ RLHF4J_API int32_t rlhf4j_dist_all_gather_start(const void *send, void *recv, in
                                                 int64_t *request);
 /* Completes a request of rlhf4j_dist_all_gather_start; a handle is taken once (waiting again fails, naming it).
  * Finalize completes any request left pending. */
-RLHF4J_API int32_t rlhf4j_dist_wait(int64_t request);
+RLHF4J_API int32_t rlhf4j_dist_request_wait(int64_t request);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* NCCL: collectives on device buffers                                                                          */

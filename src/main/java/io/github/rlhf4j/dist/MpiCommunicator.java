@@ -177,7 +177,7 @@ public final class MpiCommunicator extends BaseCommunicator {
     @Override
     Pending doAllGatherStart(Tensor shard, Tensor out) {
         long request = abi.allGatherStart(shard.address(), out.address(), shard.numel(), code(shard.dtype()));
-        return () -> abi.waitRequest(request);
+        return () -> abi.requestWait(request);
     }
 
     @Override

@@ -43,7 +43,7 @@ public final class DistAbi {
     private final List<String> missing = new ArrayList<>();
     private final MethodHandle abiVersion, describe, lastError, init, setTimeout, rank, worldSize, localRank,
             localSize, abort, finalizeWorld, allReduce, reduceScatter, allGather, broadcast, barrier, allGatherStart,
-            waitRequest, ncclInit,
+            requestWait, ncclInit,
             ncclDescribe, ncclAllReduce, ncclReduceScatter, ncclAllGather, ncclBroadcast, ncclSynchronize;
 
     /**
@@ -72,7 +72,7 @@ public final class DistAbi {
         broadcast = bind("rlhf4j_dist_broadcast", I, J, J, I, I);
         barrier = bind("rlhf4j_dist_barrier", I);
         allGatherStart = bind("rlhf4j_dist_all_gather_start", I, J, J, J, I, A);
-        waitRequest = bind("rlhf4j_dist_wait", I, J);
+        requestWait = bind("rlhf4j_dist_request_wait", I, J);
         // NCCL
         ncclInit = bind("rlhf4j_dist_nccl_init", I, A, I);
         ncclDescribe = bind("rlhf4j_dist_nccl_describe", A);
@@ -264,7 +264,7 @@ public final class DistAbi {
         }
     }
 
-    /** {@code rlhf4j_dist_all_gather_start}: the request to pass to {@link #waitRequest}. */
+    /** {@code rlhf4j_dist_all_gather_start}: the request to pass to {@link #requestWait}. */
     public long allGatherStart(long send, long recv, long count, int dtype) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(JAVA_LONG);
@@ -275,10 +275,10 @@ public final class DistAbi {
         }
     }
 
-    /** {@code rlhf4j_dist_wait}. */
-    public void waitRequest(long request) {
+    /** {@code rlhf4j_dist_request_wait}. */
+    public void requestWait(long request) {
         try {
-            check((int) waitRequest.invokeExact(request), "rlhf4j_dist_wait");
+            check((int) requestWait.invokeExact(request), "rlhf4j_dist_request_wait");
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -141,6 +141,28 @@ class MpiCommunicatorTest {
         assertTrue(line.contains("Aborting the job (exit code 124)"), line);
     }
 
+    /** The same for a rank lost while the others wait on a gather started ahead (stage 3's prefetch). */
+    @Test
+    void aRankKilledWhileTheOtherWaitsOnAGatherStartedAheadIsNamed() throws Exception {
+        Job job = Job.start(2, List.of("--enable-recovery"), List.of("-Drlhf4j.dist.timeout=5"), "watchdog-ahead",
+                Map.of());
+        String pid = job.await(Pattern.compile("rank 1: pid=(\\d+) waiting to be killed"), 60).group(1);
+        job.await(Pattern.compile("rank 0: starting gathers ahead"), 10);
+        long t0 = System.nanoTime();
+        assertTrue(ProcessHandle.of(Long.parseLong(pid)).map(ProcessHandle::destroyForcibly).orElse(false),
+                "could not SIGKILL rank 1 (pid " + pid + ")");
+        job.finish(90);
+        double stopped = (System.nanoTime() - t0) / 1e9;
+        String out = job.output();
+        System.out.printf("MpiCommunicatorTest: watchdog (5 s limit) ended the job %.1f s after kill -9, a gather "
+                + "started ahead pending%n", stopped);
+        assertTrue(stopped < 60, out);
+        Matcher report = Pattern.compile("rlhf4j_dist: rank 0/2: (wait|all_gather_start) #\\d+ .*has not completed "
+                + "after [\\d.]+ s.*").matcher(out);
+        assertTrue(report.find(), out);
+        assertTrue(report.group().contains("rank 1 (no answer within 3 s: lost"), report.group());
+    }
+
     @Test
     void aProcessStartedByHandIsAWorldOfOneAndSaysWhyNcclIsMissing() throws Exception {
         Job job = Job.startAlone("singleton");

@@ -66,6 +66,7 @@ public final class MpiRankMain {
                     m.waitToBeKilled(false);
                 }
                 case "watchdog" -> m.waitToBeKilled(true);
+                case "watchdog-ahead" -> m.waitAheadToBeKilled();
                 case "files" -> m.slowFiles();
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             }
@@ -449,10 +450,10 @@ public final class MpiRankMain {
         var abi = ((MpiCommunicator) comm).abi();
         Tensor x = Tensor.zeros(DType.F32, n * 4);
         long request = abi.allGatherStart(x.address(), x.address() + rank * 16L, 4, DType.F32.code);
-        abi.waitRequest(request);
+        abi.requestWait(request);
         NativeException again = null;
         try {
-            abi.waitRequest(request);
+            abi.requestWait(request);
         } catch (NativeException e) {
             again = e;
         }
@@ -678,6 +679,22 @@ public final class MpiRankMain {
             System.out.flush();
             Tensor x = Tensor.zeros(DType.F32, 1000);
             for (;;) comm.allReduce(x);
+        }
+        System.out.println("rank " + rank + ": FAIL: still alive after 120 s");
+    }
+
+    /** Rank 1 waits to be killed; rank 0 keeps starting gathers ahead and waiting for them (stage 3's prefetch). */
+    private void waitAheadToBeKilled() throws InterruptedException {
+        comm.barrier();
+        if (rank == 1) {
+            System.out.println("rank 1: pid=" + ProcessHandle.current().pid() + " waiting to be killed");
+            System.out.flush();
+            Thread.sleep(120_000);
+        } else {
+            System.out.println("rank " + rank + ": starting gathers ahead");
+            System.out.flush();
+            Tensor whole = Tensor.zeros(DType.F32, n * 1000);
+            for (;;) comm.allGatherStart(whole.slice(0, rank * 1000, (rank + 1) * 1000), whole).await();
         }
         System.out.println("rank " + rank + ": FAIL: still alive after 120 s");
     }

@@ -44,7 +44,7 @@ class DistAbiTest {
             int count = params.equals("void") || params.isEmpty() ? 0 : params.split(",").length;
             int outParams = switch (m.group(1)) {
                 case "rlhf4j_dist_rank", "rlhf4j_dist_world_size", "rlhf4j_dist_local_rank",
-                        "rlhf4j_dist_local_size" -> 1;
+                        "rlhf4j_dist_local_size", "rlhf4j_dist_all_gather_start" -> 1;
                 default -> 0;
             };
             Optional<Method> b = Arrays.stream(DistAbi.class.getDeclaredMethods())
