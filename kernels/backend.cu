@@ -548,6 +548,69 @@ extern "C" RLHF4J_API int32_t rlhf4j_stream_synchronize(rlhf4j_stream s) {
     return RLHF4J_OK;
 }
 
+/* ---- events: cudaEvent_t without timing, the cheap kind that only orders work -------------------------------- */
+
+extern "C" RLHF4J_API int32_t rlhf4j_event_create(rlhf4j_device dev, rlhf4j_event *out) {
+    static const char *fn = "rlhf4j_event_create";
+    CHECK_PTR(fn, dev);
+    CHECK_PTR(fn, out);
+    int32_t st = rlhf4j_use_device(fn, dev->ordinal);
+    if (st != RLHF4J_OK) return st;
+    rlhf4j_event e = new (std::nothrow) rlhf4j_event_s();
+    if (e == NULL) return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
+    cudaError_t err = cudaEventCreateWithFlags(&e->event, cudaEventDisableTiming);
+    if (err != cudaSuccess) {
+        delete e;
+        return rlhf4j_cuda_fail(fn, "cudaEventCreateWithFlags", err);
+    }
+    e->dev = dev;
+    *out = e;
+    return RLHF4J_OK;
+}
+
+extern "C" RLHF4J_API int32_t rlhf4j_event_destroy(rlhf4j_event e) {
+    static const char *fn = "rlhf4j_event_destroy";
+    CHECK_PTR(fn, e);
+    cudaError_t err = cudaEventDestroy(e->event); /* released once the work it marks is done */
+    delete e;
+    CUDA_CHECK(fn, "cudaEventDestroy", err);
+    return RLHF4J_OK;
+}
+
+extern "C" RLHF4J_API int32_t rlhf4j_event_record(rlhf4j_event e, rlhf4j_stream s) {
+    static const char *fn = "rlhf4j_event_record";
+    CHECK_PTR(fn, e);
+    CHECK_STREAM(fn, s);
+    REQUIRE(e->dev == s->dev, "%s: the event is on device %d, the stream on device %d", fn, e->dev->ordinal,
+            s->dev->ordinal);
+    CUDA_CHECK(fn, "cudaEventRecord", cudaEventRecord(e->event, s->stream));
+    return RLHF4J_OK;
+}
+
+extern "C" RLHF4J_API int32_t rlhf4j_stream_wait_event(rlhf4j_stream s, rlhf4j_event e) {
+    static const char *fn = "rlhf4j_stream_wait_event";
+    CHECK_STREAM(fn, s);
+    CHECK_PTR(fn, e);
+    CUDA_CHECK(fn, "cudaStreamWaitEvent", cudaStreamWaitEvent(s->stream, e->event, 0));
+    return RLHF4J_OK;
+}
+
+extern "C" RLHF4J_API int32_t rlhf4j_event_synchronize(rlhf4j_event e) {
+    static const char *fn = "rlhf4j_event_synchronize";
+    CHECK_PTR(fn, e);
+    CUDA_CHECK(fn, "cudaEventSynchronize (work queued before the record failed; RLHF4J_CUDA_SYNC=1 names it)",
+               cudaEventSynchronize(e->event));
+    return RLHF4J_OK;
+}
+
+extern "C" RLHF4J_API int32_t rlhf4j_event_native(rlhf4j_event e, void **out) {
+    static const char *fn = "rlhf4j_event_native";
+    CHECK_PTR(fn, e);
+    CHECK_PTR(fn, out);
+    *out = (void *)e->event;
+    return RLHF4J_OK;
+}
+
 /* ---- memory ------------------------------------------------------------------------------------------------- */
 
 extern "C" RLHF4J_API int32_t rlhf4j_malloc(rlhf4j_device dev, int64_t bytes, void **out) {

@@ -49,6 +49,11 @@ struct rlhf4j_stream_s {
 
 static inline cudaStream_t cuda_stream(rlhf4j_stream s) { return s->stream; }
 
+struct rlhf4j_event_s {
+    rlhf4j_device dev;
+    cudaEvent_t event;
+};
+
 /* ---- errors -------------------------------------------------------------------------------------------------- */
 
 /* Formats this thread's last error message ("<entry point>: <what is wrong>") and returns status. */

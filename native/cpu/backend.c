@@ -270,6 +270,47 @@ RLHF4J_API int32_t rlhf4j_stream_synchronize(rlhf4j_stream s) {
     return RLHF4J_OK; /* ops are synchronous */
 }
 
+RLHF4J_API int32_t rlhf4j_event_create(rlhf4j_device dev, rlhf4j_event *out) {
+    CHECK_PTR("rlhf4j_event_create", dev);
+    CHECK_PTR("rlhf4j_event_create", out);
+    struct rlhf4j_event_s *e = calloc(1, sizeof *e);
+    if (e == NULL) return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "rlhf4j_event_create: out of host memory");
+    e->dev = dev;
+    *out = e;
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_event_destroy(rlhf4j_event e) {
+    CHECK_PTR("rlhf4j_event_destroy", e);
+    free(e);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_event_record(rlhf4j_event e, rlhf4j_stream s) {
+    CHECK_PTR("rlhf4j_event_record", e);
+    CHECK_STREAM("rlhf4j_event_record", s);
+    CHECK_ARG(e->dev == s->dev, "rlhf4j_event_record: the event and the stream are on different devices");
+    return RLHF4J_OK; /* everything queued so far is done */
+}
+
+RLHF4J_API int32_t rlhf4j_stream_wait_event(rlhf4j_stream s, rlhf4j_event e) {
+    CHECK_STREAM("rlhf4j_stream_wait_event", s);
+    CHECK_PTR("rlhf4j_stream_wait_event", e);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_event_synchronize(rlhf4j_event e) {
+    CHECK_PTR("rlhf4j_event_synchronize", e);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_event_native(rlhf4j_event e, void **out) {
+    CHECK_PTR("rlhf4j_event_native", e);
+    CHECK_PTR("rlhf4j_event_native", out);
+    *out = NULL;
+    return RLHF4J_OK;
+}
+
 /* ---- memory ------------------------------------------------------------------------------------------------- */
 
 RLHF4J_API int32_t rlhf4j_malloc(rlhf4j_device dev, int64_t bytes, void **out) {

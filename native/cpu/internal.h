@@ -24,6 +24,11 @@ struct rlhf4j_stream_s {
     struct rlhf4j_device_s *dev;
 };
 
+/* Ops finish before they return, so an event has nothing to mark: it only checks its arguments. */
+struct rlhf4j_event_s {
+    struct rlhf4j_device_s *dev;
+};
+
 /* ---- errors ---------------------------------------------------------------------------------------------- */
 
 /* Formats the thread's last error message and returns code, so a check reads `return fail(...)`. */

@@ -72,6 +72,7 @@ static struct {
     cu_result (*cu_ctx_set_current)(cu_context);
     cu_result (*cu_stream_create)(cu_stream *, unsigned);
     cu_result (*cu_stream_query)(cu_stream);
+    cu_result (*cu_stream_wait_event)(cu_stream, void *, unsigned);
     cu_result (*cu_get_error_string)(cu_result, const char **);
 } nc = {.device = -1};
 
@@ -171,6 +172,7 @@ static int open_cuda(void) {
              sym(h, "cuCtxSetCurrent", &nc.cu_ctx_set_current, 1, "libcuda.so.1") &&
              sym(h, "cuStreamCreate", &nc.cu_stream_create, 1, "libcuda.so.1") &&
              sym(h, "cuStreamQuery", &nc.cu_stream_query, 1, "libcuda.so.1") &&
+             sym(h, "cuStreamWaitEvent", &nc.cu_stream_wait_event, 1, "libcuda.so.1") &&
              sym(h, "cuGetErrorString", &nc.cu_get_error_string, 1, "libcuda.so.1");
     if (!ok) {
         dlclose(h);
@@ -370,6 +372,15 @@ RLHF4J_API int32_t rlhf4j_dist_nccl_broadcast(void *buf, int64_t count, int32_t 
     nccl_result r = nc.broadcast(buf, buf, (size_t)count, nccl_dtype(dtype), root, nc.comm, STREAM(stream));
     dist_track_end();
     return r == NCCL_SUCCESS ? RLHF4J_OK : nccl_fail(fn, "ncclBroadcast", r);
+}
+
+RLHF4J_API int32_t rlhf4j_dist_nccl_stream_wait_event(void *stream, void *event) {
+    static const char *fn = "rlhf4j_dist_nccl_stream_wait_event";
+    int32_t st;
+    if ((st = ready(fn, RLHF4J_F32, 0, NULL, NULL))) return st;
+    if (!event) return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT, "%s: event is NULL", fn);
+    cu_result r = nc.cu_stream_wait_event(STREAM(stream), event, 0);
+    return r == CU_SUCCESS ? RLHF4J_OK : cu_fail(fn, "cuStreamWaitEvent", r);
 }
 
 RLHF4J_API int32_t rlhf4j_dist_nccl_synchronize(void *stream) {

@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a constant below changes; Java refuses a library whose version differs. */
-#define RLHF4J_ABI_VERSION 1
+#define RLHF4J_ABI_VERSION 2
 #define RLHF4J_MAX_DIMS 8
 
 typedef enum {
@@ -73,6 +73,7 @@ typedef enum {
 
 typedef struct rlhf4j_device_s *rlhf4j_device;
 typedef struct rlhf4j_stream_s *rlhf4j_stream;
+typedef struct rlhf4j_event_s *rlhf4j_event;
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Library                                                                                                      */
@@ -100,6 +101,19 @@ RLHF4J_API int32_t rlhf4j_device_memory(rlhf4j_device dev, int64_t *in_use, int6
 RLHF4J_API int32_t rlhf4j_stream_create(rlhf4j_device dev, rlhf4j_stream *out);
 RLHF4J_API int32_t rlhf4j_stream_destroy(rlhf4j_stream s);
 RLHF4J_API int32_t rlhf4j_stream_synchronize(rlhf4j_stream s);
+
+/* Events order work across streams without the host waiting: rlhf4j_event_record marks how far the work queued on
+ * a stream has got, rlhf4j_stream_wait_event holds back what is queued on a stream afterwards until that mark is
+ * passed, and rlhf4j_event_synchronize makes the host wait for it. An event recorded again marks the new point. The
+ * CPU backend finishes every op before returning, so its events are always passed. */
+RLHF4J_API int32_t rlhf4j_event_create(rlhf4j_device dev, rlhf4j_event *out);
+RLHF4J_API int32_t rlhf4j_event_destroy(rlhf4j_event e);
+RLHF4J_API int32_t rlhf4j_event_record(rlhf4j_event e, rlhf4j_stream s);
+RLHF4J_API int32_t rlhf4j_stream_wait_event(rlhf4j_stream s, rlhf4j_event e);
+RLHF4J_API int32_t rlhf4j_event_synchronize(rlhf4j_event e);
+/* The backend's own handle of an event (a cudaEvent_t, which the driver API takes as a CUevent), for a library that
+ * queues work beside the backend's (the dist shim's NCCL stream); NULL on the CPU backend. */
+RLHF4J_API int32_t rlhf4j_event_native(rlhf4j_event e, void **out);
 
 /* Uninitialised device memory, aligned to at least 256 bytes. bytes == 0 gives a valid unique pointer. */
 RLHF4J_API int32_t rlhf4j_malloc(rlhf4j_device dev, int64_t bytes, void **out);

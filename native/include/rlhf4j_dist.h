@@ -16,7 +16,8 @@
  *    RLHF4J_ERR_DEVICE means MPI, NCCL or the CUDA driver reported an error; RLHF4J_ERR_UNSUPPORTED a dtype or op the
  *    transport lacks, or NCCL/CUDA not loadable; RLHF4J_ERR_INTERNAL a call before init or after finalize.
  *  - Element types are rlhf4j_dtype codes, plus RLHF4J_DIST_I64. Counts are elements, not bytes.
- *  - Every call is collective over all ranks of the world (except the getters, abort and last_error): every rank
+ *  - Every call is collective over all ranks of the world (except the getters, abort, last_error and
+ *    nccl_stream_wait_event): every rank
  *    must make the same calls in the same order with the same counts, dtypes and roots. One thread at a time.
  *  - In place: all_reduce and broadcast take send == recv. reduce_scatter takes recv == send + rank * count (the
  *    rank's own block of its input, NCCL's in-place convention); all_gather takes send == recv + rank * count (the
@@ -46,7 +47,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a constant below changes; Java refuses a library whose version differs. */
-#define RLHF4J_DIST_ABI_VERSION 2
+#define RLHF4J_DIST_ABI_VERSION 3
 
 /* A 64-bit integer element, which rlhf4j_dtype lacks (host counters, hashes, token counts). */
 #define RLHF4J_DIST_I64 64
@@ -141,6 +142,11 @@ RLHF4J_API int32_t rlhf4j_dist_nccl_reduce_scatter(const void *send, void *recv,
 RLHF4J_API int32_t rlhf4j_dist_nccl_all_gather(const void *send, void *recv, int64_t count, int32_t dtype,
                                                void *stream);
 RLHF4J_API int32_t rlhf4j_dist_nccl_broadcast(void *buf, int64_t count, int32_t dtype, int32_t root, void *stream);
+/* Makes the work queued on `stream` (NULL: the shim's) from now on wait until `event` (a cudaEvent_t recorded on
+ * another stream of the device: the backend's rlhf4j_event_native) is passed, without the host waiting: a
+ * collective queued next on the shim's stream then runs after the kernels that wrote its buffers, beside the ones
+ * queued after them. Not collective. */
+RLHF4J_API int32_t rlhf4j_dist_nccl_stream_wait_event(void *stream, void *event);
 /* Waits until the work queued on `stream` (NULL: the shim's) is done, polling NCCL's asynchronous error (a peer
  * lost) so that a failure returns instead of hanging; the watchdog guards the wait. */
 RLHF4J_API int32_t rlhf4j_dist_nccl_synchronize(void *stream);

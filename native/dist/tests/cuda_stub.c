@@ -1,6 +1,7 @@
 /*
- * cuda_stub.c: a stand-in libcuda.so.1 for the tests of nccl.c on machines without GPUs (never shipped): the eight
- * driver functions nccl.c opens, with RLHF4J_STUB_GPUS devices (default 2) and streams that are always done.
+ * cuda_stub.c: a stand-in libcuda.so.1 for the tests of nccl.c on machines without GPUs (never shipped): the nine
+ * driver functions nccl.c opens, with RLHF4J_STUB_GPUS devices (default 2) and streams that are always done (so a
+ * stream waiting for an event has nothing to wait for; a NULL event is refused, as the driver refuses it).
  */
 #include <stdlib.h>
 
@@ -34,6 +35,10 @@ EXPORT int cuStreamCreate(void **s, unsigned flags) {
 }
 
 EXPORT int cuStreamQuery(void *s) { return 0; }
+
+EXPORT int cuStreamWaitEvent(void *s, void *event, unsigned flags) {
+    return s && event && flags == 0 ? 0 : 400; /* CUDA_ERROR_INVALID_HANDLE */
+}
 
 EXPORT int cuGetErrorString(int e, const char **s) {
     *s = "stub CUDA error";

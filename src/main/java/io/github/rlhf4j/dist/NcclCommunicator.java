@@ -14,9 +14,9 @@ import io.github.rlhf4j.tensor.Tensor;
  * <p>Each call is synchronous, as the MPI one is: it waits for the tensor's device stream (so the kernels that wrote
  * the tensor are done), queues the NCCL collective on the shim's own stream and waits for it, polling NCCL's error
  * state so that a lost peer gives an error, and the watchdog a report, instead of a hang. {@link #allGatherStart}
- * (ZeRO stage 3's prefetch) waits for the device and queues the gather but waits for it only at its use, so it runs
- * beside the kernels queued meanwhile. Ordering the shim's stream after the compute stream with events, instead of
- * the host waiting, would need the backend's cudaStream_t, which rlhf4j.h does not expose yet.
+ * (ZeRO stage 3's prefetch) waits for nothing: the shim's stream waits for an event recorded on the device's stream
+ * ({@code rlhf4j_event_native}), the gather is queued behind it, and the host waits for the gather only at its use,
+ * so it runs beside the kernels queued meanwhile.
  */
 public final class NcclCommunicator extends BaseCommunicator {
     /** The system property naming libnccl.so.2 or its folder. */
@@ -104,14 +104,29 @@ public final class NcclCommunicator extends BaseCommunicator {
     }
 
     /**
-     * Queued on the shim's stream once the tensor's device stream is done (the block may have been the last
-     * kernels' memory), and waited for with that stream: the kernels the host queues meanwhile run beside it.
+     * Queued on the shim's stream behind an event recorded on the device's stream, so that it runs after the
+     * kernels queued so far (which wrote the shard, or last used the block it writes into) with no wait on the host;
+     * waited for with the shim's stream (polling NCCL's errors), while the kernels queued meanwhile run beside it.
      */
     @Override
     Pending doAllGatherStart(Tensor shard, Tensor out) {
-        shard.device().synchronize();
+        io.github.rlhf4j.runtime.Device device = shard.device();
+        long event = event(device).record().nativeHandle();
+        if (event != 0) abi.ncclStreamWaitEvent(0, event);
+        else device.synchronize(); // a backend without events to hand over: the host waits instead
         abi.ncclAllGather(shard.address(), out.address(), shard.numel(), code(shard.dtype()), 0);
         return () -> abi.ncclSynchronize(0);
+    }
+
+    private io.github.rlhf4j.runtime.Event event;
+
+    /** One event, recorded again for each start: the shim's stream has queued its wait on the last mark by then. */
+    private io.github.rlhf4j.runtime.Event event(io.github.rlhf4j.runtime.Device device) {
+        if (event == null || event.device() != device) {
+            if (event != null) event.close();
+            event = new io.github.rlhf4j.runtime.Event(device);
+        }
+        return event;
     }
 
     @Override
@@ -133,7 +148,10 @@ public final class NcclCommunicator extends BaseCommunicator {
 
     /** NCCL's communicator is destroyed with MPI's, when the {@link MpiCommunicator} is closed. */
     @Override
-    void doClose() {}
+    void doClose() {
+        if (event != null) event.close();
+        event = null;
+    }
 
     @Override
     public void abort(int code, String message) {

@@ -35,6 +35,7 @@ public final class Abi {
     private final MethodHandle abiVersion, backendName, backendFeatures, lastError;
     private final MethodHandle deviceCount, deviceOpen, deviceClose, deviceSetNumThreads, deviceMemory;
     private final MethodHandle streamCreate, streamDestroy, streamSynchronize;
+    private final MethodHandle eventCreate, eventDestroy, eventRecord, streamWaitEvent, eventSynchronize, eventNative;
     private final MethodHandle malloc, free, memcpy, memset;
     private final MethodHandle fill, fillRandom, convert, copyStrided;
     private final MethodHandle unary, unaryBackward, binary, binaryBackward, reduce, maskedReduce,
@@ -67,6 +68,12 @@ public final class Abi {
         streamCreate = bind("rlhf4j_stream_create", I, J, A);
         streamDestroy = bind("rlhf4j_stream_destroy", I, J);
         streamSynchronize = bind("rlhf4j_stream_synchronize", I, J);
+        eventCreate = bind("rlhf4j_event_create", I, J, A);
+        eventDestroy = bind("rlhf4j_event_destroy", I, J);
+        eventRecord = bind("rlhf4j_event_record", I, J, J);
+        streamWaitEvent = bind("rlhf4j_stream_wait_event", I, J, J);
+        eventSynchronize = bind("rlhf4j_event_synchronize", I, J);
+        eventNative = bind("rlhf4j_event_native", I, J, A);
         malloc = bind("rlhf4j_malloc", I, J, J, A);
         free = bind("rlhf4j_free", I, J, J);
         memcpy = bind("rlhf4j_memcpy", I, J, J, J, J, I);
@@ -121,7 +128,7 @@ public final class Abi {
     }
 
     /** {@code RLHF4J_ABI_VERSION} of the header these bindings mirror. */
-    public static final int ABI_VERSION = 1;
+    public static final int ABI_VERSION = 2;
     /** {@code RLHF4J_MAX_DIMS}. */
     public static final int MAX_DIMS = 8;
 
@@ -271,6 +278,60 @@ public final class Abi {
     public void streamSynchronize(long s) {
         try {
             check((int) streamSynchronize.invokeExact(s), "rlhf4j_stream_synchronize");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Returns the event. */
+    public long eventCreate(long dev) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(ADDRESS);
+            check((int) eventCreate.invokeExact(dev, out), "rlhf4j_event_create");
+            return out.get(ADDRESS, 0).address();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public void eventDestroy(long e) {
+        try {
+            check((int) eventDestroy.invokeExact(e), "rlhf4j_event_destroy");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public void eventRecord(long e, long s) {
+        try {
+            check((int) eventRecord.invokeExact(e, s), "rlhf4j_event_record");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public void streamWaitEvent(long s, long e) {
+        try {
+            check((int) streamWaitEvent.invokeExact(s, e), "rlhf4j_stream_wait_event");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public void eventSynchronize(long e) {
+        try {
+            check((int) eventSynchronize.invokeExact(e), "rlhf4j_event_synchronize");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** The backend's own handle (a cudaEvent_t), 0 on the CPU backend. */
+    public long eventNative(long e) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(ADDRESS);
+            check((int) eventNative.invokeExact(e, out), "rlhf4j_event_native");
+            return out.get(ADDRESS, 0).address();
         } catch (Throwable t) {
             throw rethrow(t);
         }

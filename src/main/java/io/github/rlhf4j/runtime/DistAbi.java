@@ -29,7 +29,7 @@ public final class DistAbi {
     /** The library's name for {@link NativeLoader}. */
     public static final String LIBRARY = "rlhf4j_dist";
     /** {@code RLHF4J_DIST_ABI_VERSION} of the header these bindings mirror. */
-    public static final int ABI_VERSION = 2;
+    public static final int ABI_VERSION = 3;
     /** {@code RLHF4J_DIST_I64}: a 64-bit integer element, which {@link DType} lacks. */
     public static final int I64 = 64;
     /** {@code rlhf4j_dist_op}. */
@@ -44,7 +44,8 @@ public final class DistAbi {
     private final MethodHandle abiVersion, describe, lastError, init, setTimeout, rank, worldSize, localRank,
             localSize, abort, finalizeWorld, allReduce, reduceScatter, allGather, broadcast, barrier, allGatherStart,
             requestWait, ncclInit,
-            ncclDescribe, ncclAllReduce, ncclReduceScatter, ncclAllGather, ncclBroadcast, ncclSynchronize;
+            ncclDescribe, ncclAllReduce, ncclReduceScatter, ncclAllGather, ncclBroadcast, ncclStreamWaitEvent,
+            ncclSynchronize;
 
     /**
      * Binds every function of the header in {@code lookup}.
@@ -80,6 +81,7 @@ public final class DistAbi {
         ncclReduceScatter = bind("rlhf4j_dist_nccl_reduce_scatter", I, J, J, J, I, I, J);
         ncclAllGather = bind("rlhf4j_dist_nccl_all_gather", I, J, J, J, I, J);
         ncclBroadcast = bind("rlhf4j_dist_nccl_broadcast", I, J, J, I, I, J);
+        ncclStreamWaitEvent = bind("rlhf4j_dist_nccl_stream_wait_event", I, J, J);
         ncclSynchronize = bind("rlhf4j_dist_nccl_synchronize", I, J);
 
         if (!missing.isEmpty())
@@ -333,6 +335,15 @@ public final class DistAbi {
     public void ncclBroadcast(long buf, long count, int dtype, int root, long stream) {
         try {
             check((int) ncclBroadcast.invokeExact(buf, count, dtype, root, stream), "rlhf4j_dist_nccl_broadcast");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** {@code stream}: a cudaStream_t, 0 for the shim's; {@code event}: a cudaEvent_t ({@link Abi#eventNative}). */
+    public void ncclStreamWaitEvent(long stream, long event) {
+        try {
+            check((int) ncclStreamWaitEvent.invokeExact(stream, event), "rlhf4j_dist_nccl_stream_wait_event");
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -625,6 +625,16 @@ public final class MpiRankMain {
         same(doubles(n * k, i -> f32Input(i / k, i % k) + 100 * (i / k)), toDoubles(whole.toFloatArray()),
                 "nccl allGather in place");
 
+        // the shim's stream waits for an event of the backend's (stage 3's prefetch): not collective, no host wait
+        abi.ncclStreamWaitEvent(0, whole.address()); // any non-NULL handle: the stand-in's streams are always done
+        NativeException noEvent = null;
+        try {
+            abi.ncclStreamWaitEvent(0, 0);
+        } catch (NativeException e) {
+            noEvent = e;
+        }
+        check(noEvent != null && noEvent.getMessage().contains("event is NULL"), "nccl wait on no event: " + noEvent);
+
         Tensor bc = Tensor.ofInts(new int[] {rank == 1 ? 7 : -1, rank == 1 ? 8 : -1});
         abi.ncclBroadcast(bc.address(), 2, DType.I32.code, 1, 0);
         abi.ncclSynchronize(0);

@@ -58,7 +58,8 @@ class AbiTest {
             Method m = Arrays.stream(Abi.class.getDeclaredMethods()).filter(x -> x.getName().equals(javaName(f[0])))
                     .findFirst().orElseThrow();
             int outParams = switch (f[0]) {
-                case "rlhf4j_device_count", "rlhf4j_device_open", "rlhf4j_stream_create", "rlhf4j_malloc" -> 1;
+                case "rlhf4j_device_count", "rlhf4j_device_open", "rlhf4j_stream_create", "rlhf4j_event_create",
+                        "rlhf4j_event_native", "rlhf4j_malloc" -> 1;
                 case "rlhf4j_device_memory" -> 3;
                 default -> 0;
             };
