@@ -67,6 +67,18 @@ public final class ShardedStore implements AutoCloseable {
      */
     public static final String PREFETCH_PROPERTY = "rlhf4j.zero.prefetch";
 
+    /** Whether a stage-3 store on {@code device} prefetches, as {@link #PREFETCH_PROPERTY} says. */
+    public static boolean prefetches(io.github.rlhf4j.runtime.Device device) {
+        String setting = System.getProperty(PREFETCH_PROPERTY, "auto").trim().toLowerCase(java.util.Locale.ROOT);
+        return switch (setting) {
+            case "true", "on" -> true;
+            case "false", "off" -> false;
+            case "auto" -> !device.isCpu();
+            default -> throw new IllegalArgumentException("-D" + PREFETCH_PROPERTY + "=" + setting
+                    + ": expected auto, true or false");
+        };
+    }
+
     /**
      * Partitions {@code store} over {@code comm}'s ranks at ZeRO {@code stage}. A frozen (inference-only) store takes
      * stage 3 alone, which DeepSpeed-Chat gives the reference and reward models when the actor and critic are at
@@ -89,14 +101,7 @@ public final class ShardedStore implements AutoCloseable {
             throw new IllegalArgumentException("a store laid out only (ParameterStore.layOut) is built partitioned, "
                     + "which is ZeRO stage 3's; stage " + stage + " keeps the parameters whole: allocate it");
         this.bounds = store.groupBoundaries();
-        String setting = System.getProperty(PREFETCH_PROPERTY, "auto").trim().toLowerCase(java.util.Locale.ROOT);
-        this.prefetch = switch (setting) {
-            case "true", "on" -> true;
-            case "false", "off" -> false;
-            case "auto" -> !store.device().isCpu();
-            default -> throw new IllegalArgumentException("-D" + PREFETCH_PROPERTY + "=" + setting
-                    + ": expected auto, true or false");
-        };
+        this.prefetch = prefetches(store.device());
         long multiple = Zero.flatMultiple(world);
         if (!store.layout().groupByLayer() || store.layout().flatMultiple() % multiple != 0)
             throw new IllegalArgumentException("ZeRO stage " + stage + " on " + world + " ranks needs the store laid "

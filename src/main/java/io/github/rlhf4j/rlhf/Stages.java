@@ -538,7 +538,7 @@ public final class Stages {
         log = run.writes() ? log : new PrintWriter(java.io.Writer.nullWriter()); // rank 0 speaks
         int zero = s.options().zeroStage(run);
         dataParallel(log, "step 1", run, s.training(), "ZeRO stage " + s.options().zeroStage(), "--zero-stage",
-                s.options().zeroStage() > 0);
+                s.options().zeroStage() > 0, zero == 3);
         sameOnEveryRank(run, "step 1", settingsOf(s), Integer.toString(s.options().zeroStage()), s.model());
         offloadNote(log, "step 1", run, s.options().offload());
         StageCheckpoints ck = new StageCheckpoints("step1", "step 1", run, settingsOf(s), s.metrics(), log, zero > 0);
@@ -656,7 +656,7 @@ public final class Stages {
         log = run.writes() ? log : new PrintWriter(java.io.Writer.nullWriter()); // rank 0 speaks
         int zero = s.options().zeroStage(run);
         dataParallel(log, "step 2", run, s.training(), "ZeRO stage " + s.options().zeroStage(), "--zero-stage",
-                s.options().zeroStage() > 0);
+                s.options().zeroStage() > 0, zero == 3);
         sameOnEveryRank(run, "step 2", settingsOf(s), Integer.toString(s.options().zeroStage()), s.model());
         offloadNote(log, "step 2", run, s.options().offload());
         StageCheckpoints ck = new StageCheckpoints("step2", "step 2", run, settingsOf(s), s.metrics(), log, zero > 0);
@@ -791,7 +791,7 @@ public final class Stages {
         int askedActor = s.actorOptions().zeroStage(), askedCritic = s.criticOptions().zeroStage();
         dataParallel(log, "step 3", run, s.training(), askedActor == askedCritic ? "ZeRO stage " + askedActor
                         : "ZeRO stage " + askedActor + " for the actor, " + askedCritic + " for the critic",
-                "--actor-zero-stage/--critic-zero-stage", askedActor + askedCritic > 0);
+                "--actor-zero-stage/--critic-zero-stage", askedActor + askedCritic > 0, actorZero == 3 || criticZero == 3);
         sameOnEveryRank(run, "step 3", settingsOf(s), "actor " + askedActor + ", critic " + askedCritic, s.actor(), s.critic());
         offloadNote(log, "step 3", run, s.actorOptions().offload() || s.criticOptions().offload());
         StageCheckpoints ck = new StageCheckpoints("step3", "step 3", run, settingsOf(s), s.metrics(), log,
@@ -1090,7 +1090,7 @@ public final class Stages {
      * in one process, a ZeRO stage above 0 ({@code asked}) is accepted and said to have nothing to partition.
      */
     private static void dataParallel(PrintWriter log, String stage, RunOptions run, Training t, String zero,
-                                     String flags, boolean asked) {
+                                     String flags, boolean asked, boolean stageThree) {
         Device dev = run.deviceOrCpu();
         if (run.world() > 1 && !(run.comm().reaches(dev) && run.comm().reaches(Device.cpu())))
             throw new IllegalArgumentException(stage + ": data-parallel training on " + dev + " needs a communicator "
@@ -1101,7 +1101,12 @@ public final class Stages {
                     + "%d; rank 0 writes the logs, %s%s%n", stage, run.world(), zero, t.batchSize(),
                     t.batchSize() * run.world(), asked ? "models and checkpoints, each rank its optimizer partition "
                             + "into every checkpoint" : "checkpoints and models",
-                    run.comm() instanceof io.github.rlhf4j.dist.DeviceCommunicator dc ? "; " + dc.transport() : "");
+                    (run.comm() instanceof io.github.rlhf4j.dist.DeviceCommunicator dc ? "; " + dc.transport() : "")
+                            + (!stageThree ? "" : io.github.rlhf4j.dist.ShardedStore.prefetches(run.deviceOrCpu())
+                                    ? "; stage 3 starts the next layer's gather while a layer computes"
+                                    : "; stage 3 gathers each layer as it runs (no prefetch on the CPU, where the "
+                                            + "copies would take the compute's cores; -D"
+                                            + io.github.rlhf4j.dist.ShardedStore.PREFETCH_PROPERTY + "=true)"));
         else if (asked)
             log.printf("%s: one process: %s has nothing to partition across ranks; it trains as ZeRO stage 0%n",
                     stage, flags);

@@ -145,6 +145,8 @@ class ZeroCheckpointTest {
             assertTrue(a.log().contains("step " + step + ": data parallel over 2 ranks (ZeRO stage " + stage
                     + "): each takes 2 rows of a global batch of 4"), a.log());
         assertTrue(a.log().contains("step 3: generation: "), "the log says how the actor generates:\n" + a.log());
+        assertEquals(stage == 3, a.log().contains("stage 3 gathers each layer as it runs (no prefetch on the CPU"),
+                "at stage 3 the log says the prefetch is off on the CPU:\n" + a.log());
         Map<Path, byte[]> partitions = new LinkedHashMap<>();
         for (String[] so : OPTIMIZERS) {
             Path c = a.out().resolve("checkpoints").resolve(so[0]).resolve("checkpoint-4");
