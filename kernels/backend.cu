@@ -716,6 +716,47 @@ extern "C" RLHF4J_API int32_t rlhf4j_memcpy(rlhf4j_stream s, void *dst, const vo
     return RLHF4J_OK;
 }
 
+extern "C" RLHF4J_API int32_t rlhf4j_memcpy_async(rlhf4j_stream s, void *dst, const void *src, int64_t bytes,
+                                                  int32_t kind) {
+    static const char *fn = "rlhf4j_memcpy_async";
+    CHECK_STREAM(fn, s);
+    CHECK_NONNEG(fn, bytes);
+    REQUIRE(kind >= RLHF4J_MEMCPY_HOST_TO_DEVICE && kind <= RLHF4J_MEMCPY_DEVICE_TO_DEVICE,
+            "%s: unknown kind %d", fn, kind);
+    if (bytes == 0) return RLHF4J_OK;
+    CHECK_PTR(fn, dst);
+    CHECK_PTR(fn, src);
+    CUDA_CHECK(fn, "cudaMemcpyAsync", cudaMemcpyAsync(dst, src, (size_t)bytes, memcpy_kind(kind), s->stream));
+    return RLHF4J_OK;
+}
+
+extern "C" RLHF4J_API int32_t rlhf4j_host_register(rlhf4j_device dev, void *ptr, int64_t bytes) {
+    static const char *fn = "rlhf4j_host_register";
+    CHECK_PTR(fn, dev);
+    CHECK_PTR(fn, ptr);
+    CHECK_NONNEG(fn, bytes);
+    int32_t st = rlhf4j_use_device(fn, dev->ordinal);
+    if (st != RLHF4J_OK) return st;
+    cudaError_t e = cudaHostRegister(ptr, (size_t)bytes, cudaHostRegisterDefault);
+    if (e == cudaErrorHostMemoryAlreadyRegistered) {
+        (void)cudaGetLastError();
+        return rlhf4j_fail(RLHF4J_ERR_UNSUPPORTED, "%s: %p (%lld bytes) shares a page with host memory pinned "
+                           "already; copies from it wait as rlhf4j_memcpy does", fn, ptr, (long long)bytes);
+    }
+    CUDA_CHECK(fn, "cudaHostRegister", e);
+    return RLHF4J_OK;
+}
+
+extern "C" RLHF4J_API int32_t rlhf4j_host_unregister(rlhf4j_device dev, void *ptr) {
+    static const char *fn = "rlhf4j_host_unregister";
+    CHECK_PTR(fn, dev);
+    CHECK_PTR(fn, ptr);
+    int32_t st = rlhf4j_use_device(fn, dev->ordinal);
+    if (st != RLHF4J_OK) return st;
+    CUDA_CHECK(fn, "cudaHostUnregister", cudaHostUnregister(ptr));
+    return RLHF4J_OK;
+}
+
 extern "C" RLHF4J_API int32_t rlhf4j_memset(rlhf4j_stream s, void *dst, int32_t byte_value, int64_t bytes) {
     static const char *fn = "rlhf4j_memset";
     CHECK_STREAM(fn, s);

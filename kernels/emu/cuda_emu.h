@@ -772,6 +772,7 @@ enum cudaError : int {
     cudaErrorInvalidDevice = 101,
     cudaErrorNoKernelImageForDevice = 209,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorHostMemoryAlreadyRegistered = 712,
     cudaErrorNotReady = 600,
     cudaErrorIllegalAddress = 700,
     cudaErrorLaunchOutOfResources = 701,
@@ -813,6 +814,7 @@ typedef CUevent_st* cudaEvent_t;
 #define cudaEventBlockingSync 0x01
 #define cudaEventDisableTiming 0x02
 #define cudaHostAllocDefault 0x00
+#define cudaHostRegisterDefault 0x00
 #define cudaDeviceScheduleAuto 0x00
 
 struct cudaDeviceProp {  // the fields of CUDA 13's struct that a backend plausibly reads

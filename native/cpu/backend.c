@@ -17,6 +17,7 @@
 #include <pthread.h>
 
 #define ALIGNMENT 256
+#define PAGE 4096
 
 /* Open-addressing hash set of live allocations; a slot with ptr == NULL is empty, TOMBSTONE was freed. */
 typedef struct {
@@ -317,8 +318,11 @@ RLHF4J_API int32_t rlhf4j_malloc(rlhf4j_device dev, int64_t bytes, void **out) {
     CHECK_PTR("rlhf4j_malloc", dev);
     CHECK_PTR("rlhf4j_malloc", out);
     CHECK_NONNEG("rlhf4j_malloc", bytes);
-    size_t total = ((size_t)bytes + ALIGNMENT - 1) & ~(size_t)(ALIGNMENT - 1);
-    void *p = aligned_alloc(ALIGNMENT, total ? total : ALIGNMENT); /* size 0 still gets a unique pointer */
+    /* A block of 1 MiB or more gets whole pages of its own, so that a GPU backend can pin it (rlhf4j_host_register
+     * pins whole pages, and refuses a page pinned already through another block). */
+    size_t align = bytes >= ((int64_t)1 << 20) ? PAGE : ALIGNMENT;
+    size_t total = ((size_t)bytes + align - 1) & ~(size_t)(align - 1);
+    void *p = aligned_alloc(align, total ? total : align); /* size 0 still gets a unique pointer */
     if (p == NULL || registry_add(p, bytes, dev) != 0) {
         free(p);
         return rlhf4j_fail(RLHF4J_ERR_OUT_OF_MEMORY, "rlhf4j_malloc: cannot allocate %lld bytes of host memory",
@@ -372,6 +376,23 @@ RLHF4J_API int32_t rlhf4j_memcpy(rlhf4j_stream s, void *dst, const void *src, in
         int64_t len = bytes - off < chunk ? bytes - off : chunk;
         memcpy(dp + off, sp + off, (size_t)len);
     }
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_memcpy_async(rlhf4j_stream s, void *dst, const void *src, int64_t bytes, int32_t kind) {
+    return rlhf4j_memcpy(s, dst, src, bytes, kind); /* ops finish before they return */
+}
+
+RLHF4J_API int32_t rlhf4j_host_register(rlhf4j_device dev, void *ptr, int64_t bytes) {
+    CHECK_PTR("rlhf4j_host_register", dev);
+    CHECK_PTR("rlhf4j_host_register", ptr);
+    CHECK_NONNEG("rlhf4j_host_register", bytes);
+    return RLHF4J_OK; /* host memory is this backend's own */
+}
+
+RLHF4J_API int32_t rlhf4j_host_unregister(rlhf4j_device dev, void *ptr) {
+    CHECK_PTR("rlhf4j_host_unregister", dev);
+    CHECK_PTR("rlhf4j_host_unregister", ptr);
     return RLHF4J_OK;
 }
 

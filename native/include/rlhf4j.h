@@ -120,6 +120,18 @@ RLHF4J_API int32_t rlhf4j_malloc(rlhf4j_device dev, int64_t bytes, void **out);
 RLHF4J_API int32_t rlhf4j_free(rlhf4j_device dev, void *ptr);
 RLHF4J_API int32_t rlhf4j_memcpy(rlhf4j_stream s, void *dst, const void *src, int64_t bytes, int32_t kind);
 RLHF4J_API int32_t rlhf4j_memset(rlhf4j_stream s, void *dst, int32_t byte_value, int64_t bytes);
+/* rlhf4j_memcpy without waiting: it returns once the copy is queued on s, a device-to-host copy included, so the
+ * host may touch the host side only once an event recorded after it has passed. From pinned host memory
+ * (rlhf4j_host_register) the copy runs beside the device's other work (ZeRO-Offload streams gradients down during
+ * the backward this way); from pageable memory the driver makes it as rlhf4j_memcpy does. The CPU backend copies
+ * before returning. */
+RLHF4J_API int32_t rlhf4j_memcpy_async(rlhf4j_stream s, void *dst, const void *src, int64_t bytes, int32_t kind);
+/* Pins [ptr, ptr + bytes) of host memory for rlhf4j_memcpy_async (cudaHostRegister), until rlhf4j_host_unregister.
+ * Host memory the CPU backend allocates in blocks of 1 MiB or more is page-aligned and owns its pages, so it can be
+ * pinned; a range that shares a page with one pinned already fails with RLHF4J_ERR_UNSUPPORTED (copies from it
+ * still work, waiting as rlhf4j_memcpy does). The CPU backend has nothing to pin. */
+RLHF4J_API int32_t rlhf4j_host_register(rlhf4j_device dev, void *ptr, int64_t bytes);
+RLHF4J_API int32_t rlhf4j_host_unregister(rlhf4j_device dev, void *ptr);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Fill, random, convert, strided copy                                                                          */

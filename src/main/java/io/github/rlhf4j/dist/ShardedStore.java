@@ -392,6 +392,28 @@ public final class ShardedStore implements AutoCloseable {
         }
         reduced[g] = true;
         whole.evict();
+        if (onReduced != null) onReduced.accept(g);
+    }
+
+    private java.util.function.IntConsumer onReduced;
+
+    /**
+     * Tells {@code listener} each time a group's gradient has been summed into the partition (a layer's, at the end
+     * of its backward; the others' at {@link #finishBackward}): ZeRO-Offload starts copying that stretch of the
+     * gradient partition to the host then, while the backward goes on. Null removes it.
+     */
+    public void onGradientReduced(java.util.function.IntConsumer listener) {
+        this.onReduced = listener;
+    }
+
+    /** Group g's stretch [start, end) of {@link #partitionGrad}. */
+    public long[] gradientRange(int g) {
+        return new long[] {gradOffset[g], gradOffset[g + 1]};
+    }
+
+    /** The layer groups (embeddings, each layer, the final norm and heads). */
+    public int groupCount() {
+        return bounds.length - 1;
     }
 
     /**

@@ -125,7 +125,15 @@ public final class Optimized implements AutoCloseable {
             this.adamw = new AdamW(groups, config);
             this.sliceStart = 0;
             this.sliceEnd = 0;
-            if (offload) offloadOptimizer(config);
+            if (offload) {
+                offloadOptimizer(config);
+                if (!store.device().isCpu()) {
+                    long[] starts = new long[optimizerRanges.size()];
+                    for (int i = 0; i < starts.length; i++) starts[i] = sharded.gradientIndex(optimizerRanges.get(i).start());
+                    gradientStream = new GradientStream(starts);
+                    sharded.onGradientReduced(gradientStream::reduced);
+                }
+            }
             return;
         }
         this.sharded = null;
@@ -249,6 +257,102 @@ public final class Optimized implements AutoCloseable {
         return offload != null;
     }
 
+    private GradientStream gradientStream; // ZeRO-Offload at stage 2 or 3 on a GPU
+
+    /**
+     * ZeRO-Offload's transfers at stage 2 and 3 on a GPU (Ren et al. 2021, section 4): each group's stretch of the
+     * gradient partition is copied to the host as soon as its reduce-scatter is done, on a stream of its own behind
+     * an event of the compute stream, while the backward of the layers before it goes on; the CPU then steps, and
+     * each stepped piece of the weights goes back up the same way while the CPU steps the next, the compute stream
+     * waiting for the last before it uses them. Host memory is pinned where the backend can (rlhf4j_host_register),
+     * which lets the copies run beside the compute; where it cannot, each copy waits as a plain copy does, with the
+     * same result.
+     */
+    private final class GradientStream implements AutoCloseable {
+        private final io.github.rlhf4j.runtime.Device device = store.device();
+        private final io.github.rlhf4j.runtime.Abi abi = device.abi();
+        private final long copies = abi.streamCreate(device.handle());
+        private final long computed = abi.eventCreate(device.handle()), copied = abi.eventCreate(device.handle());
+        private final long[] starts; // AdamW group i's first element in the gradient partition
+        private final boolean[] streamed; // group g's gradient copied down since the last step
+        private final java.util.List<Long> pinned = new java.util.ArrayList<>();
+        private int duringBackward, lastStep; // groups copied down as their reduce-scatter ended
+
+        GradientStream(long[] starts) {
+            this.starts = starts;
+            this.streamed = new boolean[sharded.groupCount()];
+            for (AdamW.Group g : offload.host())
+                for (Tensor t : new Tensor[] {g.params(), g.grads()})
+                    if (abi.hostRegister(device.handle(), t.address(), t.numel() * 4)) pinned.add(t.address());
+        }
+
+        /** Group g's gradient is summed into the partition: its stretch goes down to the host. */
+        void reduced(int g) {
+            down(g);
+            duringBackward++;
+        }
+
+        private void down(int g) {
+            long[] r = sharded.gradientRange(g);
+            abi.eventRecord(computed, device.stream());
+            abi.streamWaitEvent(copies, computed);
+            java.util.List<AdamW.Group> dev = offload.device().groups(), host = offload.host();
+            for (int i = 0; i < starts.length; i++) {
+                long n = dev.get(i).grads().numel(), a = Math.max(r[0], starts[i]), b = Math.min(r[1], starts[i] + n);
+                if (a >= b) continue;
+                long at = (a - starts[i]) * 4;
+                abi.memcpyAsync(copies, host.get(i).grads().address() + at, dev.get(i).grads().address() + at,
+                        (b - a) * 4, 1);
+            }
+            streamed[g] = true;
+        }
+
+        /** Before the CPU steps: the groups no gradient reached this step go down too; the host waits for all. */
+        void gradientsDown() {
+            lastStep = duringBackward;
+            duringBackward = 0;
+            for (int g = 0; g < streamed.length; g++) if (!streamed[g]) down(g);
+            abi.streamSynchronize(copies);
+        }
+
+        /** A stepped piece of group i's weights, [a, b), goes up. */
+        void up(int i, long a, long b) {
+            abi.memcpyAsync(copies, offload.device().groups().get(i).params().address() + a * 4,
+                    offload.host().get(i).params().address() + a * 4, (b - a) * 4, 0);
+        }
+
+        /** After the step: the compute stream waits for the weights; the next step streams afresh. */
+        void stepped() {
+            abi.eventRecord(copied, copies);
+            abi.streamWaitEvent(device.stream(), copied);
+            java.util.Arrays.fill(streamed, false);
+        }
+
+        /** A step skipped: the copies in flight finish before the gradients are zeroed. */
+        void drop() {
+            abi.streamSynchronize(copies);
+            java.util.Arrays.fill(streamed, false);
+            duringBackward = 0;
+        }
+
+        @Override
+        public void close() {
+            abi.streamSynchronize(copies);
+            for (long p : pinned) abi.hostUnregister(device.handle(), p);
+            abi.eventDestroy(computed);
+            abi.eventDestroy(copied);
+            abi.streamDestroy(copies);
+        }
+    }
+
+    /**
+     * Stage 2 or 3 offloaded to the CPU from a GPU: how many group gradients the last step had copied down during
+     * the backward, as their reduce-scatters ended (0 otherwise).
+     */
+    public int gradientsStreamedDuringBackward() {
+        return gradientStream == null ? 0 : gradientStream.lastStep;
+    }
+
     /**
      * The elements of one piece of the offloaded step ({@link #setOffloadPiece}): 4M fp32 numbers, 16 MiB, a few
      * milliseconds of PCIe copy and of the CPU's AdamW each.
@@ -295,6 +399,17 @@ public final class Optimized implements AutoCloseable {
             for (long a = 0, n = dev.get(i).params().numel(); a < n; a += offloadPiece)
                 pieces.add(new long[] {i, a, Math.min(n, a + offloadPiece)});
         offloadPieces = pieces.size();
+        if (gradientStream != null) { // the gradients came down during the backward; the weights go up as stepped
+            gradientStream.gradientsDown();
+            try (Autograd.NoGrad ignored = Autograd.noGrad()) {
+                adamw.stepScheduledInPieces(factor, gradScale, pieces, p -> {}, p -> {
+                    long[] piece = pieces.get(p);
+                    gradientStream.up((int) piece[0], piece[1], piece[2]);
+                });
+            }
+            gradientStream.stepped();
+            return;
+        }
         int n = pieces.size();
         java.util.List<java.util.concurrent.CompletableFuture<Void>> down = new java.util.ArrayList<>(n),
                 stepped = new java.util.ArrayList<>(n);
@@ -456,6 +571,7 @@ public final class Optimized implements AutoCloseable {
         if (!Double.isFinite(norm)) {
             String why = what + ": gradient norm is " + norm + " at step " + (adamw.stepCount() + 1)
                     + " (first non-finite gradient: " + firstNonFinite() + ")";
+            if (gradientStream != null) gradientStream.drop();
             clearGradients();
             return skip(why);
         }
@@ -532,6 +648,10 @@ public final class Optimized implements AutoCloseable {
 
     @Override
     public void close() {
+        if (gradientStream != null) {
+            sharded.onGradientReduced(null);
+            gradientStream.close();
+        }
         adamw.close();
         if (offload != null) offload.scope().close();
         if (sharded != null) sharded.close();

@@ -36,7 +36,7 @@ public final class Abi {
     private final MethodHandle deviceCount, deviceOpen, deviceClose, deviceSetNumThreads, deviceMemory;
     private final MethodHandle streamCreate, streamDestroy, streamSynchronize;
     private final MethodHandle eventCreate, eventDestroy, eventRecord, streamWaitEvent, eventSynchronize, eventNative;
-    private final MethodHandle malloc, free, memcpy, memset;
+    private final MethodHandle malloc, free, memcpy, memset, memcpyAsync, hostRegister, hostUnregister;
     private final MethodHandle fill, fillRandom, convert, copyStrided;
     private final MethodHandle unary, unaryBackward, binary, binaryBackward, reduce, maskedReduce,
             maskedReduceBackward, axpby;
@@ -78,6 +78,9 @@ public final class Abi {
         free = bind("rlhf4j_free", I, J, J);
         memcpy = bind("rlhf4j_memcpy", I, J, J, J, J, I);
         memset = bind("rlhf4j_memset", I, J, J, I, J);
+        memcpyAsync = bind("rlhf4j_memcpy_async", I, J, J, J, J, I);
+        hostRegister = bind("rlhf4j_host_register", I, J, J, J);
+        hostUnregister = bind("rlhf4j_host_unregister", I, J, J);
         // Fill, random, convert, strided copy
         fill = bind("rlhf4j_fill", I, J, I, J, J, D);
         fillRandom = bind("rlhf4j_fill_random", I, J, I, J, J, I, D, D, J, J);
@@ -368,6 +371,35 @@ public final class Abi {
     public void memset(long s, long dst, int byteValue, long bytes) {
         try {
             check((int) memset.invokeExact(s, dst, byteValue, bytes), "rlhf4j_memset");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public void memcpyAsync(long s, long dst, long src, long bytes, int kind) {
+        try {
+            check((int) memcpyAsync.invokeExact(s, dst, src, bytes, kind), "rlhf4j_memcpy_async");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Pins host memory; false when the backend cannot (RLHF4J_ERR_UNSUPPORTED: a page pinned already). */
+    public boolean hostRegister(long dev, long ptr, long bytes) {
+        int status;
+        try {
+            status = (int) hostRegister.invokeExact(dev, ptr, bytes);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (status == 2) return false;
+        check(status, "rlhf4j_host_register");
+        return true;
+    }
+
+    public void hostUnregister(long dev, long ptr) {
+        try {
+            check((int) hostUnregister.invokeExact(dev, ptr), "rlhf4j_host_unregister");
         } catch (Throwable t) {
             throw rethrow(t);
         }

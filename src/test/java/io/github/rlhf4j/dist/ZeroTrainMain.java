@@ -136,7 +136,8 @@ public final class ZeroTrainMain {
                             + " live=" + live + " flat_dims=" + opt.emaSource().dim() + " build_max=" + buildMax[0]
                             + (gradParts == null ? "" : " grad_part=" + gradParts[0] + " grad_parts_sum="
                                     + java.util.Arrays.stream(gradParts).sum())
-                            + " trainable=" + trainable(store) + "\n");
+                            + " trainable=" + trainable(store) + " streamed=" + opt.gradientsStreamedDuringBackward()
+                            + " groups=" + (store.groupBoundaries().length - 1) + "\n");
                     StringBuilder cuts = new StringBuilder();
                     for (long c : store.groupBoundaries()) cuts.append(c).append('\n');
                     Files.writeString(out.resolve("boundaries.txt"), cuts);

@@ -269,10 +269,16 @@ class ZeroTrainingTest {
                 assertEquals(mode.equals("emu-nccl") ? 2L * (boundaries(out).length - 4) : 0L,
                         figures(out).get("ahead_step1"), "stage 3's gathers started ahead over " + mode);
         }
-        // stage 3 with ZeRO-Offload: each rank's optimizer partition and its step on the host; the device holds
-        // only the partitioned parameters and gradients between steps
-        Path offloaded = run(ZeroTrainMain.class, 2, 3, steps, "emu-offload");
-        assertLikeOneProcess(one, offloaded, 2, 3, " (emulated GPU, stage 3 + offload)", true);
+        // stages 2 and 3 with ZeRO-Offload: each rank's optimizer partition and its step on the host; the device
+        // holds only its parameters and partitioned gradients between steps; every group's gradient went down to the
+        // host as its reduce-scatter ended, during the backward
+        for (int stage : new int[] {2, 3}) {
+            Path offloaded = run(ZeroTrainMain.class, 2, stage, steps, "emu-offload");
+            assertLikeOneProcess(one, offloaded, 2, stage, " (emulated GPU, stage " + stage + " + offload)", true);
+            Map<String, Long> f = figures(offloaded);
+            assertEquals(f.get("groups"), f.get("streamed"), "stage " + stage + ": the group gradients streamed down "
+                    + "during the last backward");
+        }
     }
 
     private static void assertLikeOneProcess(Path one, Path out, int ranks, int stage, String where) throws Exception {
