@@ -65,4 +65,45 @@ class EventTest {
         assertTrue(bad.getMessage().contains("rlhf4j_event_record") && bad.getMessage().contains("is NULL"),
                 bad.getMessage());
     }
+
+    /**
+     * rlhf4j_memcpy_async between pinned host memory and the device, ordered by an event, as ZeRO-Offload streams
+     * gradients down and weights up; and the CPU backend's large blocks own their pages, so a GPU backend can pin
+     * them.
+     */
+    @Test
+    void copiesWithoutWaitingArriveOnceTheirEventHasPassed() {
+        Device gpu = Emulated.get().device();
+        var abi = gpu.abi();
+        try (Scope host = Scope.open(Device.cpu()); Scope dev = Scope.open(gpu)) {
+            Tensor big = host.zeros(io.github.rlhf4j.runtime.DType.F32, 1 << 18); // 1 MiB
+            assertEquals(0, big.address() % 4096, "a 1 MiB block of the CPU backend starts on a page");
+            assertTrue(abi.hostRegister(gpu.handle(), big.address(), 4L << 18), "pinned");
+            Tensor x = dev.zeros(io.github.rlhf4j.runtime.DType.F32, 1 << 18);
+            x.fill(2);
+            long copies = abi.streamCreate(gpu.handle()), e = abi.eventCreate(gpu.handle());
+            try {
+                abi.eventRecord(e, gpu.stream());
+                abi.streamWaitEvent(copies, e); // after the fill
+                abi.memcpyAsync(copies, big.address(), x.address(), 4L << 18, 1);
+                abi.eventRecord(e, copies);
+                abi.eventSynchronize(e);
+                float[] back = big.toFloatArray();
+                assertEquals(2f, back[0]);
+                assertEquals(2f, back[back.length - 1]);
+                big.fill(5);
+                abi.memcpyAsync(copies, x.address(), big.address(), 4L << 18, 0);
+                abi.eventRecord(e, copies);
+                abi.streamWaitEvent(gpu.stream(), e); // the device's own stream reads x after the copy
+                assertEquals(5f, x.toFloatArray()[12345]);
+            } finally {
+                abi.eventDestroy(e);
+                abi.streamDestroy(copies);
+                abi.hostUnregister(gpu.handle(), big.address());
+            }
+            var cpu = Device.cpu().abi();
+            assertTrue(cpu.hostRegister(Device.cpu().handle(), big.address(), 16), "nothing to pin on the CPU");
+            cpu.hostUnregister(Device.cpu().handle(), big.address());
+        }
+    }
 }
