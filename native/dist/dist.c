@@ -781,20 +781,30 @@ RLHF4J_API int32_t rlhf4j_dist_reduce_scatter(const void *send, void *recv, int6
     return err == MPI_SUCCESS ? RLHF4J_OK : mpi_fail(fn, "MPI_Sendrecv/MPI_Reduce_local", err);
 }
 
-RLHF4J_API int32_t rlhf4j_dist_all_gather(const void *send, void *recv, int64_t count, int32_t dtype) {
-    static const char *fn = "rlhf4j_dist_all_gather";
+/* The checks all_gather and all_gather_start share; *in_place tells whether send is this rank's block of recv. */
+static int32_t check_all_gather(const char *fn, const void *send, void *recv, int64_t count, int32_t dtype,
+                                int *in_place) {
     int32_t st;
     if ((st = dist_check_ready(fn)) || (st = check_dtype(fn, dtype)) || (st = check_buffers(fn, send, recv, count)))
         return st;
     if (count > INT32_MAX)
         return dist_fail(RLHF4J_ERR_UNSUPPORTED, "%s: count %lld per rank exceeds MPI's int counts", fn,
                          (long long)count);
-    int64_t es = dist_dtype_size(dtype), block = count * es;
-    int ov = dist_overlap(send, block, recv, block * g_dist.size, block * g_dist.rank);
-    if (ov < 0)
+    int64_t block = count * dist_dtype_size(dtype);
+    *in_place = dist_overlap(send, block, recv, block * g_dist.size, block * g_dist.rank);
+    if (*in_place < 0)
         return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT,
                          "%s: send overlaps recv without being this rank's block of it (recv + %d * count)", fn,
                          g_dist.rank);
+    return RLHF4J_OK;
+}
+
+RLHF4J_API int32_t rlhf4j_dist_all_gather(const void *send, void *recv, int64_t count, int32_t dtype) {
+    static const char *fn = "rlhf4j_dist_all_gather";
+    int ov;
+    int32_t st = check_all_gather(fn, send, recv, count, dtype, &ov);
+    if (st) return st;
+    int64_t block = count * dist_dtype_size(dtype);
     MPI_Datatype t = mpi_type(dtype);
     dist_track_begin(DIST_OP_ALL_GATHER, block * g_dist.size, dtype);
     int err = MPI_Allgather(ov ? MPI_IN_PLACE : send, (int)count, t, recv, (int)count, t, g_dist.comm);
@@ -807,25 +817,17 @@ RLHF4J_API int32_t rlhf4j_dist_all_gather(const void *send, void *recv, int64_t 
 RLHF4J_API int32_t rlhf4j_dist_all_gather_start(const void *send, void *recv, int64_t count, int32_t dtype,
                                                 int64_t *request) {
     static const char *fn = "rlhf4j_dist_all_gather_start";
-    int32_t st;
     if (!request) return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT, "%s: request is NULL", fn);
     *request = 0;
-    if ((st = dist_check_ready(fn)) || (st = check_dtype(fn, dtype)) || (st = check_buffers(fn, send, recv, count)))
-        return st;
-    if (count > INT32_MAX)
-        return dist_fail(RLHF4J_ERR_UNSUPPORTED, "%s: count %lld per rank exceeds MPI's int counts", fn,
-                         (long long)count);
+    int ov;
+    int32_t st = check_all_gather(fn, send, recv, count, dtype, &ov);
+    if (st) return st;
     int slot = 0; /* only this thread frees and fills slots: reading the states unlocked is safe */
     while (slot < RLHF4J_DIST_MAX_PENDING && pend.state[slot] != SLOT_FREE) slot++;
     if (slot == RLHF4J_DIST_MAX_PENDING)
         return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT, "%s: %d requests are pending already (the most at once): wait "
                          "for one first", fn, RLHF4J_DIST_MAX_PENDING);
-    int64_t es = dist_dtype_size(dtype), block = count * es;
-    int ov = dist_overlap(send, block, recv, block * g_dist.size, block * g_dist.rank);
-    if (ov < 0)
-        return dist_fail(RLHF4J_ERR_INVALID_ARGUMENT,
-                         "%s: send overlaps recv without being this rank's block of it (recv + %d * count)", fn,
-                         g_dist.rank);
+    int64_t block = count * dist_dtype_size(dtype);
     MPI_Datatype t = mpi_type(dtype);
     dist_track_begin(DIST_OP_ALL_GATHER_START, block * g_dist.size, dtype);
     MPI_Request req;

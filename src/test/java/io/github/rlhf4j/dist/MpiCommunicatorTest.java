@@ -124,14 +124,7 @@ class MpiCommunicatorTest {
         String pid = job.await(Pattern.compile("rank 1: pid=(\\d+) waiting to be killed"), 60).group(1);
         job.await(Pattern.compile("rank 0: entering allReduce"), 10);
         job.await(Pattern.compile("rank 2: alive, outside any collective"), 10);
-        long t0 = System.nanoTime();
-        assertTrue(ProcessHandle.of(Long.parseLong(pid)).map(ProcessHandle::destroyForcibly).orElse(false),
-                "could not SIGKILL rank 1 (pid " + pid + ")");
-        job.finish(90);
-        double stopped = (System.nanoTime() - t0) / 1e9;
-        String out = job.output();
-        System.out.printf("MpiCommunicatorTest: watchdog (5 s limit) ended the job %.1f s after kill -9%n", stopped);
-        assertTrue(stopped < 60, out);
+        String out = killRankOne(job, pid, "");
         Matcher report = Pattern.compile("rlhf4j_dist: rank 0/3: all_reduce #\\d+ \\(4000 bytes, f32\\) has not "
                 + "completed after [\\d.]+ s.*").matcher(out);
         assertTrue(report.find(), out);
@@ -148,19 +141,25 @@ class MpiCommunicatorTest {
                 Map.of());
         String pid = job.await(Pattern.compile("rank 1: pid=(\\d+) waiting to be killed"), 60).group(1);
         job.await(Pattern.compile("rank 0: starting gathers ahead"), 10);
+        String out = killRankOne(job, pid, ", a gather started ahead pending");
+        Matcher report = Pattern.compile("rlhf4j_dist: rank 0/2: (wait|all_gather_start) #\\d+ .*has not completed "
+                + "after [\\d.]+ s.*").matcher(out);
+        assertTrue(report.find(), out);
+        assertTrue(report.group().contains("rank 1 (no answer within 3 s: lost"), report.group());
+    }
+
+    /** kill -9 of rank 1 (pid {@code pid}); the job must end within 60 s. Returns its output. */
+    private static String killRankOne(Job job, String pid, String what) throws Exception {
         long t0 = System.nanoTime();
         assertTrue(ProcessHandle.of(Long.parseLong(pid)).map(ProcessHandle::destroyForcibly).orElse(false),
                 "could not SIGKILL rank 1 (pid " + pid + ")");
         job.finish(90);
         double stopped = (System.nanoTime() - t0) / 1e9;
         String out = job.output();
-        System.out.printf("MpiCommunicatorTest: watchdog (5 s limit) ended the job %.1f s after kill -9, a gather "
-                + "started ahead pending%n", stopped);
+        System.out.printf("MpiCommunicatorTest: watchdog (5 s limit) ended the job %.1f s after kill -9%s%n", stopped,
+                what);
         assertTrue(stopped < 60, out);
-        Matcher report = Pattern.compile("rlhf4j_dist: rank 0/2: (wait|all_gather_start) #\\d+ .*has not completed "
-                + "after [\\d.]+ s.*").matcher(out);
-        assertTrue(report.find(), out);
-        assertTrue(report.group().contains("rank 1 (no answer within 3 s: lost"), report.group());
+        return out;
     }
 
     @Test
