@@ -98,6 +98,24 @@ class ShardedStoreTest {
     }
 
     @Test
+    void thePrefetchIsOffOnTheCpuUnlessAskedForAndABadSettingIsNamed() {
+        String before = System.getProperty(ShardedStore.PREFETCH_PROPERTY);
+        try {
+            System.clearProperty(ShardedStore.PREFETCH_PROPERTY);
+            assertFalse(ShardedStore.prefetches(Device.cpu()), "auto: off on the CPU");
+            System.setProperty(ShardedStore.PREFETCH_PROPERTY, "true");
+            assertTrue(ShardedStore.prefetches(Device.cpu()));
+            System.setProperty(ShardedStore.PREFETCH_PROPERTY, "sometimes");
+            var e = assertThrows(IllegalArgumentException.class, () -> ShardedStore.prefetches(Device.cpu()));
+            assertTrue(e.getMessage().contains("-Drlhf4j.zero.prefetch=sometimes: expected auto, true or false"),
+                    e.getMessage());
+        } finally {
+            if (before == null) System.clearProperty(ShardedStore.PREFETCH_PROPERTY);
+            else System.setProperty(ShardedStore.PREFETCH_PROPERTY, before);
+        }
+    }
+
+    @Test
     void aFillStartedAheadIsWaitedForAtFirstUseOrBeforeTheMemoryGoesBack() {
         List<String> log = new ArrayList<>();
         try (Scope s = Scope.open()) {
