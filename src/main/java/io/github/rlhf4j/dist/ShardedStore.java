@@ -56,8 +56,7 @@ public final class ShardedStore implements AutoCloseable {
     private int pinned;
     private final boolean[] kept; // kept whole by gatheredWithin until its guard closes
     private Walk walk; // the walk under way: no group but its current one may be gathered
-    private boolean prefetch;
-    private long prefetched;
+    private final boolean prefetch;
 
     /**
      * The system property that sets stage 3's prefetch of the next layer: {@code true}, {@code false}, or
@@ -341,30 +340,18 @@ public final class ShardedStore implements AutoCloseable {
      * waited for), then the gather of group {@code ahead} started without waiting, so that the transport moves it
      * while g computes (DeepSpeed's stage-3 prefetch; Rajbhandari et al. 2020, section 5.3). Two groups are whole
      * at once, the current and the next. Every rank runs the same layers in the same order, so the ranks start the
-     * same gathers in the same order. On for a model on a GPU, off on the CPU ({@value #PREFETCH_PROPERTY},
-     * {@link #setPrefetch}).
+     * same gathers in the same order. On for a model on a GPU, off on the CPU ({@value #PREFETCH_PROPERTY}; every
+     * rank must set it alike, as it changes the order of collectives). {@link Traffic#startedAhead} counts them.
      */
     private void prefetch(int g, int ahead) {
         if (!prefetch || dataGroups == null || world == 1 || ahead < 0 || walk != null) return;
         if (dataGroups[ahead].isResident()) return; // kept, or in use
         try (Autograd.NoGrad ignored = Autograd.noGrad()) {
             touch(dataGroups[g]);
-            if (dataGroups[ahead].fillAhead()) prefetched++;
+            dataGroups[ahead].fillAhead();
         }
     }
 
-    /**
-     * Whether stage 3 starts the gather of the next layer before the current one computes (default: as
-     * {@value #PREFETCH_PROPERTY} says). Every rank must choose the same: it changes the order of collectives.
-     */
-    public void setPrefetch(boolean on) {
-        this.prefetch = on;
-    }
-
-    /** How many gathers stage 3 started ahead of their layer since this store was made. */
-    public long prefetched() {
-        return prefetched;
-    }
 
     private void releaseParameters(int g) {
         if (dataGroups != null && !held(g)) dataGroups[g].evict();
